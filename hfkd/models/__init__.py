@@ -1,0 +1,30 @@
+"""hfkd models: the CIFAR zoo of the reference toolboxes, adapters for timm / transformers, and the export model."""
+
+from transformers import AutoConfig, AutoModelForImageClassification
+
+from . import zoo  # noqa: F401  (registers the zoo names)
+from .configuration_hfkd import HfkdConfig
+from .factory import create_model
+from .feature_classifier import FeatureClassifier
+from .modeling_hfkd import HfkdForImageClassification
+from .outputs import ClassifierOutput
+from .reference_checkpoint import infer_reference_arch, load_reference_checkpoint
+from .registry import list_zoo_models, register_model
+from .timm_adapter import TimmFeatureClassifier
+
+# After `import hfkd`, plain `AutoModelForImageClassification.from_pretrained(export_dir)` works.
+AutoConfig.register(HfkdConfig.model_type, HfkdConfig, exist_ok=True)
+AutoModelForImageClassification.register(HfkdConfig, HfkdForImageClassification, exist_ok=True)
+
+__all__ = [
+    "ClassifierOutput",
+    "FeatureClassifier",
+    "HfkdConfig",
+    "HfkdForImageClassification",
+    "TimmFeatureClassifier",
+    "create_model",
+    "infer_reference_arch",
+    "list_zoo_models",
+    "load_reference_checkpoint",
+    "register_model",
+]
