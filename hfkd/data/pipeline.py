@@ -1,0 +1,121 @@
+"""From a recipe's data keys to train / eval datasets ready for the trainer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from ..errors import DataError, RecipeError
+from .decoded import DecodedImageDataset, decode_images
+from .normalization import KNOWN_STATISTICS, compute_statistics, known_statistics
+from .sources import ClassificationSplits, load_splits
+from .transforms import (
+    cifar_eval_transform,
+    cifar_train_transform,
+    eval_image_processor,
+    imagenet_eval_transform,
+    imagenet_train_transform,
+)
+
+# images up to this side use the 'cifar' preset (decoded once, batched crop + flip) when the preset is 'auto'
+SMALL_IMAGE_MAX_SIDE = 64
+
+
+@dataclass
+class PreparedData:
+    """Datasets whose items are ``{"pixel_values", "labels"[, "index"]}``, and how they were made."""
+
+    train_dataset: torch.utils.data.Dataset
+    eval_dataset: torch.utils.data.Dataset
+    label_names: list[str]
+    preset: str
+    image_size: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    stats_source: str
+    dataset_name: str
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.label_names)
+
+    def image_processor(self):
+        """The evaluation preprocessing as a transformers image processor (saved with the export)."""
+        return eval_image_processor(self.preset, self.image_size, self.mean, self.std)
+
+
+def _choose_statistics(data_args, name: str, train_images: torch.Tensor | None):
+    if (data_args.image_mean is None) != (data_args.image_std is None):
+        raise RecipeError("set both image_mean and image_std, or neither")
+    if data_args.image_mean is not None:
+        return tuple(data_args.image_mean), tuple(data_args.image_std), "the recipe"
+    known = known_statistics(name)
+    if known is not None:
+        key, (mean, std) = known
+        return mean, std, f"the {key} constants"
+    if train_images is not None:
+        mean, std = compute_statistics(train_images)
+        return mean, std, "computed from the training images"
+    mean, std = KNOWN_STATISTICS["imagenet"]
+    return mean, std, "the imagenet constants (default)"
+
+
+def _check_labels(labels: torch.Tensor, num_classes: int, split: str) -> None:
+    low, high = int(labels.min()), int(labels.max())
+    if low < 0 or high >= num_classes:
+        raise DataError(
+            f"the {split} split has labels from {low} to {high}, outside 0..{num_classes - 1} "
+            f"(an unlabelled split uses -1); choose a labelled split"
+        )
+
+
+def _per_image_transform(transform, image_column: str, label_column: str):
+    def apply(batch: dict[str, list[Any]]) -> dict[str, Any]:
+        out = {
+            "pixel_values": [transform(image) for image in batch[image_column]],
+            "labels": batch[label_column],
+        }
+        if "index" in batch:
+            out["index"] = batch["index"]
+        return out
+
+    return apply
+
+
+def prepare_datasets(data_args, with_index: bool = False) -> PreparedData:
+    """Load, pick the preset, decode small images once, and attach the train / eval transforms.
+
+    ``with_index`` adds each training example's dataset position (``"index"``), which CRD needs.
+    """
+    splits: ClassificationSplits = load_splits(data_args)
+    num_classes = len(splits.label_names)
+    preset = data_args.transform_preset
+    if preset == "auto":
+        width, height = splits.train[0][splits.image_column].size
+        preset = "cifar" if max(width, height) <= SMALL_IMAGE_MAX_SIDE else "imagenet"
+
+    train_labels = torch.as_tensor(splits.train[splits.label_column])
+    eval_labels = torch.as_tensor(splits.eval[splits.label_column])
+    _check_labels(train_labels, num_classes, "train")
+    _check_labels(eval_labels, num_classes, "eval")
+
+    if preset == "cifar":
+        train_images = decode_images(splits.train, splits.image_column)
+        eval_images = decode_images(splits.eval, splits.image_column)
+        mean, std, source = _choose_statistics(data_args, splits.name, train_images)
+        train = DecodedImageDataset(train_images, train_labels, cifar_train_transform(mean, std), with_index)
+        evaluation = DecodedImageDataset(eval_images, eval_labels, cifar_eval_transform(mean, std))
+        image_size = int(train_images.shape[-1])
+    else:
+        mean, std, source = _choose_statistics(data_args, splits.name, None)
+        image_size = 224
+        train_split = splits.train.add_column("index", list(range(len(splits.train)))) if with_index else splits.train
+        train = train_split.with_transform(
+            _per_image_transform(imagenet_train_transform(mean, std, image_size), splits.image_column, splits.label_column)
+        )
+        evaluation = splits.eval.with_transform(
+            _per_image_transform(imagenet_eval_transform(mean, std, image_size), splits.image_column, splits.label_column)
+        )
+    return PreparedData(train, evaluation, splits.label_names, preset, image_size, mean, std, source, splits.name)

@@ -1,0 +1,114 @@
+"""Augmentation and normalisation presets matching the references (spec section 4.2).
+
+CIFAR-size images are kept as uint8 ``[B, C, H, W]`` batches and transformed a batch at a time (random crop with
+zero padding 4, horizontal flip, normalise), on whatever device the batch is on. Large images use torchvision's
+per-image transforms (RandomResizedCrop 224 + flip; Resize 256 + CenterCrop 224) in DataLoader workers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+
+class Normalize:
+    """uint8 ``[B, C, H, W]`` -> float ``(x / 255 - mean) / std``."""
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
+        self.mean = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        mean, std = self.mean.to(images.device), self.std.to(images.device)
+        return (images.to(torch.float32) / 255.0 - mean) / std
+
+
+class RandomCropFlip:
+    """``RandomCrop(size, padding)`` with zero padding and ``RandomHorizontalFlip(0.5)``, per image, on a batch.
+
+    Offsets are uniform in ``[0, 2 * padding]`` as in torchvision's RandomCrop. Zero padding is applied to the raw
+    pixels, before normalisation, as in the references.
+    """
+
+    def __init__(self, padding: int = 4) -> None:
+        self.padding = padding
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        b, _, h, w = images.shape
+        p = self.padding
+        padded = F.pad(images, (p, p, p, p))
+        top = torch.randint(0, 2 * p + 1, (b, 1), device=images.device)
+        left = torch.randint(0, 2 * p + 1, (b, 1), device=images.device)
+        rows = top + torch.arange(h, device=images.device)  # [B, H]
+        cols = left + torch.arange(w, device=images.device)  # [B, W]
+        flip = torch.rand(b, 1, device=images.device) < 0.5
+        cols = torch.where(flip, cols.flip(1), cols)
+        batch = torch.arange(b, device=images.device)[:, None, None]
+        # advanced indices around a slice put their dims first: [B, H, W, C]
+        cropped = padded[batch, :, rows[:, :, None], cols[:, None, :]]
+        return cropped.permute(0, 3, 1, 2).contiguous()
+
+
+class Compose:
+    def __init__(self, *steps) -> None:
+        self.steps = steps
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        for step in self.steps:
+            images = step(images)
+        return images
+
+
+def cifar_train_transform(mean: Sequence[float], std: Sequence[float], padding: int = 4) -> Compose:
+    return Compose(RandomCropFlip(padding), Normalize(mean, std))
+
+
+def cifar_eval_transform(mean: Sequence[float], std: Sequence[float]) -> Normalize:
+    return Normalize(mean, std)
+
+
+def imagenet_train_transform(mean: Sequence[float], std: Sequence[float], size: int = 224):
+    """RandomResizedCrop(size) with torchvision's default scale (0.08, 1) and ratio (3/4, 4/3), flip, normalise."""
+    from torchvision.transforms import v2
+
+    return v2.Compose(
+        [
+            v2.RGB(),
+            v2.RandomResizedCrop(size, antialias=True),
+            v2.RandomHorizontalFlip(),
+            v2.ToImage(),
+            v2.ToDtype(torch.float32, scale=True),
+            v2.Normalize(mean, std),
+        ]
+    )
+
+
+def imagenet_eval_transform(mean: Sequence[float], std: Sequence[float], size: int = 224, resize: int = 256):
+    from torchvision.transforms import v2
+
+    return v2.Compose(
+        [
+            v2.RGB(),
+            v2.Resize(resize, antialias=True),
+            v2.CenterCrop(size),
+            v2.ToImage(),
+            v2.ToDtype(torch.float32, scale=True),
+            v2.Normalize(mean, std),
+        ]
+    )
+
+
+def eval_image_processor(preset: str, image_size: int, mean: Sequence[float], std: Sequence[float]):
+    """The evaluation preprocessing as a transformers image processor, saved with the exported model."""
+    from transformers import ConvNextImageProcessor, ViTImageProcessor
+
+    if preset == "imagenet":
+        # resize the short side to image_size / crop_pct (256 for 224), then center-crop image_size
+        return ConvNextImageProcessor(
+            size={"shortest_edge": image_size}, crop_pct=image_size / 256, image_mean=list(mean), image_std=list(std)
+        )
+    return ViTImageProcessor(
+        do_resize=True, size={"height": image_size, "width": image_size}, image_mean=list(mean), image_std=list(std)
+    )
