@@ -1,0 +1,214 @@
+"""The recipe's three argument groups: ModelArguments, DataArguments and DistillationConfig(TrainingArguments).
+
+Defaults are the reference CIFAR-100 recipe of the SimKD / RepDistiller toolboxes (spec section 4.1): SGD with
+momentum 0.9, weight decay 5e-4 on every parameter, lr 0.05, batch 64, 240 epochs, lr x0.1 after epochs 150, 180
+and 210, evaluation every epoch. Everything can be overridden in a recipe or on the command line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from transformers import TrainingArguments
+
+from .errors import RecipeError
+
+
+@dataclass
+class ModelArguments:
+    """Which student to train and which teacher to learn from."""
+
+    model_name_or_path: str = field(
+        default=None,
+        metadata={
+            "help": "The student: a CIFAR zoo name (resnet8x4, vgg8, ShuffleV2_1_5, ...), a timm name, a transformers "
+            "image-classification model id or directory, or an hfkd export."
+        },
+    )
+    teacher: str | None = field(
+        default=None,
+        metadata={
+            "help": "The teacher: an hfkd export directory or Hub id, a zoo/timm/transformers model, or a reference "
+            ".pth checkpoint (SimKD / RepDistiller release format). Required by every method except 'none'."
+        },
+    )
+    teacher_arch: str | None = field(
+        default=None,
+        metadata={
+            "help": "Architecture of a reference .pth teacher when its folder name does not say it (e.g. resnet32x4)."
+        },
+    )
+    trust_remote_code: bool = field(
+        default=False,
+        metadata={"help": "Allow transformers models that ship their own code (off unless the recipe turns it on)."},
+    )
+
+    def __post_init__(self) -> None:
+        if not self.model_name_or_path:
+            raise RecipeError("the recipe must name the student with 'model_name_or_path' (e.g. resnet8x4)")
+
+
+@dataclass
+class DataArguments:
+    """Which images to train and evaluate on (keys follow the transformers image-classification example)."""
+
+    dataset_name: str | None = field(
+        default=None,
+        metadata={
+            "help": "A Hub dataset id (uoft-cs/cifar100), a local dataset directory (parquet files or save_to_disk), "
+            "or a dataset shipped with hfkd ('builtin:cifar10-quickstart')."
+        },
+    )
+    dataset_config_name: str | None = field(default=None, metadata={"help": "The dataset configuration name."})
+    train_dir: str | None = field(default=None, metadata={"help": "An image folder for training (class subfolders)."})
+    validation_dir: str | None = field(default=None, metadata={"help": "An image folder for evaluation."})
+    image_column_name: str | None = field(
+        default=None, metadata={"help": "The image column; detected from the dataset features when not given."}
+    )
+    label_column_name: str | None = field(
+        default=None, metadata={"help": "The label column; detected from the dataset features when not given."}
+    )
+    train_split: str = field(default="train", metadata={"help": "The split to train on."})
+    eval_split: str | None = field(
+        default=None, metadata={"help": "The split to evaluate on; 'validation', else 'test' when not given."}
+    )
+    max_train_samples: int | None = field(
+        default=None, metadata={"help": "Keep only the first N training examples (for quick runs)."}
+    )
+    max_eval_samples: int | None = field(
+        default=None, metadata={"help": "Keep only the first N evaluation examples (for quick runs)."}
+    )
+    transform_preset: str = field(
+        default="auto",
+        metadata={
+            "help": "Augmentation and normalisation: 'cifar' (random crop 32 pad 4 + flip), 'imagenet' "
+            "(RandomResizedCrop 224 + flip; resize 256 + center crop 224), or 'auto' (cifar for images up to 64 "
+            "pixels, imagenet otherwise)."
+        },
+    )
+    image_mean: list[float] | None = field(
+        default=None, metadata={"help": "Normalisation mean; taken from the dataset's known statistics when not given."}
+    )
+    image_std: list[float] | None = field(
+        default=None, metadata={"help": "Normalisation std; taken from the dataset's known statistics when not given."}
+    )
+
+    def __post_init__(self) -> None:
+        if self.dataset_name is None and self.train_dir is None:
+            raise RecipeError("the recipe must name its data with 'dataset_name' or 'train_dir'")
+        if self.transform_preset not in ("auto", "cifar", "imagenet"):
+            raise RecipeError(
+                f"transform_preset {self.transform_preset!r} is not one of 'auto', 'cifar', 'imagenet'"
+            )
+        for name in ("image_mean", "image_std"):
+            value = getattr(self, name)
+            if value is not None and len(value) != 3:
+                raise RecipeError(f"{name} must have 3 values (one per RGB channel), got {list(value)}")
+
+
+@dataclass
+class DistillationConfig(TrainingArguments):
+    """TrainingArguments plus the distillation loss ``cls * CE + div * KD_T + beta * method``.
+
+    Field defaults below that differ from transformers' reproduce the reference CIFAR recipe (spec 4.1).
+    """
+
+    method: str = field(
+        default="kd",
+        metadata={"help": "Distillation method (kd, simkd, spherical, ...); 'none' trains the model alone."},
+    )
+    cls: float = field(default=1.0, metadata={"help": "Weight of the cross-entropy with the labels."})
+    div: float = field(
+        default=1.0, metadata={"help": "Weight of the KD term T^2 * KL(teacher || student) at kd_temperature."}
+    )
+    beta: float | None = field(
+        default=None, metadata={"help": "Weight of the method's own loss; the method's published default if unset."}
+    )
+    kd_temperature: float = field(default=4.0, metadata={"help": "Temperature T of the KD term (reference: 4)."})
+    lr_decay_epochs: list[int] | None = field(
+        default_factory=lambda: [150, 180, 210],
+        metadata={
+            "help": "Epoch milestones of the reference step schedule: in epoch e (1-based) the lr is "
+            "learning_rate * lr_decay_rate ** #{m : e > m}. Empty or null uses lr_scheduler_type instead."
+        },
+    )
+    lr_decay_rate: float = field(default=0.1, metadata={"help": "Factor applied to the lr at each milestone."})
+    channels_last: bool = field(
+        default=False,
+        metadata={"help": "Run conv nets (student, teacher, inputs) in channels_last memory format (faster on CPU/GPU)."},
+    )
+    cpu_threads: int | None = field(
+        default=None,
+        metadata={
+            "help": "Torch threads per process when training on the CPU. Default: the CPUs this process may use, "
+            "divided by the processes on this machine (`accelerate launch` without a config would force 1)."
+        },
+    )
+    decay_norm_and_bias: bool = field(
+        default=True,
+        metadata={
+            "help": "Apply weight decay to every parameter, BatchNorm and biases included, as the references do. "
+            "False gives the transformers convention (no decay on biases and norms)."
+        },
+    )
+
+    # --- transformers defaults replaced by the reference CIFAR recipe (spec 4.1) ---
+    learning_rate: float = field(default=0.05, metadata={"help": "Initial learning rate (reference CIFAR: 0.05)."})
+    weight_decay: float = field(default=5e-4, metadata={"help": "Weight decay (reference CIFAR: 5e-4)."})
+    optim: str = field(default="sgd", metadata={"help": "Optimizer (reference: sgd with momentum 0.9)."})
+    optim_args: str | None = field(default="momentum=0.9", metadata={"help": "Optimizer arguments."})
+    max_grad_norm: float = field(
+        default=0.0, metadata={"help": "Gradient clipping norm; 0 = none, as in the references (transformers: 1.0)."}
+    )
+    num_train_epochs: float = field(default=240.0, metadata={"help": "Epochs (reference CIFAR: 240)."})
+    per_device_train_batch_size: int = field(default=64, metadata={"help": "Batch size per device (reference 64)."})
+    per_device_eval_batch_size: int = field(default=64, metadata={"help": "Evaluation batch size per device."})
+    eval_strategy: str = field(default="epoch", metadata={"help": "Evaluate every epoch (top-1 / top-5)."})
+    save_strategy: str = field(default="epoch", metadata={"help": "Checkpoint every epoch."})
+    save_total_limit: int | None = field(default=1, metadata={"help": "Checkpoints kept (the latest)."})
+    logging_strategy: str = field(default="epoch", metadata={"help": "Log the loss terms every epoch."})
+    logging_nan_inf_filter: bool = field(
+        default=False, metadata={"help": "Hide nan/inf losses from the logs (off: a nan loss must be seen)."}
+    )
+    remove_unused_columns: bool = field(default=False, metadata={"help": "hfkd's collator picks the columns it needs."})
+    output_dir: str | None = field(default="outputs/run", metadata={"help": "Where checkpoints and the export go."})
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={"help": "Train into an output_dir that already holds a run (its files are replaced)."},
+    )
+
+    def __post_init__(self) -> None:
+        # imported here: the method registry imports model code, and config must stay importable on its own
+        from .methods import known_method_names
+
+        names = known_method_names()
+        if self.method not in names:
+            raise RecipeError(f"method {self.method!r} is unknown; choose one of {', '.join(names)}")
+        for name in ("cls", "div", "kd_temperature", "lr_decay_rate"):
+            if getattr(self, name) < 0:
+                raise RecipeError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.kd_temperature == 0:
+            raise RecipeError("kd_temperature must be > 0")
+        if self.beta is not None and self.beta < 0:
+            raise RecipeError(f"beta must be >= 0, got {self.beta}")
+        if self.lr_decay_epochs:
+            self.lr_decay_epochs = sorted(int(m) for m in self.lr_decay_epochs)
+        if not _has_accelerator():
+            # on a machine with no GPU at all, bf16 means CPU autocast (transformers otherwise refuses bf16), and
+            # pinned memory has nothing to pin for
+            if self.bf16:
+                self.use_cpu = True
+            self.dataloader_pin_memory = False
+        super().__post_init__()
+
+
+def _has_accelerator() -> bool:
+    import torch
+
+    xpu = getattr(torch, "xpu", None)
+    mps = getattr(torch.backends, "mps", None)
+    return bool(
+        torch.cuda.is_available()
+        or (xpu is not None and xpu.is_available())
+        or (mps is not None and mps.is_available())
+    )

@@ -1,0 +1,37 @@
+"""Distillation methods, one file each, registered by name."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from . import kd  # noqa: F401  (registers)
+from .base import DistillationMethod
+from .divergence import kd_divergence
+from .registry import METHODS, NO_DISTILLATION, known_method_names, register_method
+
+
+def build_method(
+    name: str, student: nn.Module, teacher: nn.Module | None, config: Any, example_batch: dict[str, torch.Tensor]
+) -> DistillationMethod | None:
+    """The method module for this pair, or None for 'none' (the model trains alone)."""
+    if name == NO_DISTILLATION:
+        return None
+    if name not in METHODS:
+        from ..errors import RecipeError
+
+        raise RecipeError(f"method {name!r} is unknown; choose one of {', '.join(known_method_names())}")
+    return METHODS[name].build(student, teacher, config, example_batch)
+
+
+__all__ = [
+    "METHODS",
+    "NO_DISTILLATION",
+    "DistillationMethod",
+    "build_method",
+    "kd_divergence",
+    "known_method_names",
+    "register_method",
+]

@@ -1,0 +1,204 @@
+"""Recipes: YAML files whose keys are the fields of the argument dataclasses, plus command-line overrides.
+
+A recipe is either one run (a flat mapping) or several runs that share keys::
+
+    num_train_epochs: 30          # shared by every stage
+    output_dir: outputs/quickstart
+    stages:
+      teacher: {model_name_or_path: resnet20, method: none}
+      kd: {model_name_or_path: resnet8, teacher: "{output_dir}/teacher", method: kd}
+
+Stages run in order; a stage writes to ``{output_dir}/{stage}`` unless it sets its own ``output_dir``, and
+``{output_dir}`` inside a stage's string values means the recipe's top-level output directory. Command-line
+overrides (``--learning_rate 0.1``) apply to every stage and win over the file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import difflib
+import enum
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from transformers import HfArgumentParser
+
+from .config import DataArguments, DistillationConfig, ModelArguments
+from .errors import RecipeError
+
+ARGUMENT_CLASSES = (ModelArguments, DataArguments, DistillationConfig)
+RESOLVED_RECIPE_NAME = "recipe.yaml"
+# never written to a resolved recipe: secrets, and values transformers derives per process
+_NOT_WRITTEN = {"hub_token", "local_rank", "push_to_hub_token", "deepspeed_plugin"}
+
+
+@dataclass
+class RunSpec:
+    """One training run: its stage name and its three argument objects."""
+
+    name: str
+    model_args: ModelArguments
+    data_args: DataArguments
+    training_args: DistillationConfig
+
+
+def _argument_parser() -> HfArgumentParser:
+    return HfArgumentParser(ARGUMENT_CLASSES, allow_abbrev=False)  # no silent prefix matching of keys
+
+
+def valid_keys() -> set[str]:
+    return {f.name for cls in ARGUMENT_CLASSES for f in dataclasses.fields(cls) if f.init}
+
+
+def _check_keys(keys: list[str], where: str) -> None:
+    known = valid_keys()
+    for key in keys:
+        if key not in known:
+            close = difflib.get_close_matches(key, sorted(known), n=3, cutoff=0.6)
+            hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+            raise RecipeError(f"unknown key {key!r} in {where}{hint}")
+
+
+def _actions_by_dest(parser: HfArgumentParser) -> dict[str, argparse.Action]:
+    # boolean fields with default True also get a `--no_<name>` action with the same dest; keep the positive one
+    actions: dict[str, argparse.Action] = {}
+    for action in parser._actions:
+        if action.dest != "help" and not any(opt.startswith("--no_") for opt in action.option_strings):
+            actions.setdefault(action.dest, action)
+    return actions
+
+
+def _coerce(key: str, value: Any, action: argparse.Action, where: str) -> Any:
+    """Convert a YAML value with the type function the command line uses (so ``5e-4``, which YAML reads as a
+    string, becomes a float, and a bad value is reported with its key)."""
+    convert = action.type
+    if value is None or not callable(convert) or isinstance(value, (dict, bool)):
+        return value
+    try:
+        if isinstance(value, list):
+            return [convert(v) if isinstance(v, str) else v for v in value]
+        if isinstance(value, str) or convert in (float, str):
+            return convert(value)
+    except (TypeError, ValueError, argparse.ArgumentTypeError) as err:
+        raise RecipeError(f"{where}: key {key!r} cannot take the value {value!r} ({err})") from None
+    return value
+
+
+def parse_overrides(argv: list[str]) -> dict[str, Any]:
+    """Parse ``--key value`` overrides with the dataclasses' own types; an unknown flag is one clear error."""
+    parser = _argument_parser()
+    for action in parser._actions:
+        action.required = False
+        action.default = argparse.SUPPRESS
+    namespace, rest = parser.parse_known_args(argv)
+    if rest:
+        flags = [r for r in rest if r.startswith("-")]
+        bad = flags[0].lstrip("-").split("=")[0] if flags else rest[0]
+        if flags:
+            _check_keys([bad], "the command line")
+        raise RecipeError(f"cannot read the command-line argument {bad!r}; write overrides as --key value")
+    return vars(namespace)
+
+
+def _load_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise RecipeError(f"recipe file {str(path)!r} does not exist")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise RecipeError(f"recipe file {str(path)!r} is not valid YAML: {err}".replace("\n", " "))
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise RecipeError(f"recipe file {str(path)!r} must hold a mapping of keys to values, not {type(raw).__name__}")
+    return raw
+
+
+def _substitute(value: Any, output_dir: str) -> Any:
+    if isinstance(value, str):
+        return value.replace("{output_dir}", output_dir)
+    if isinstance(value, list):
+        return [_substitute(v, output_dir) for v in value]
+    return value
+
+
+def _build_run(name: str, values: dict[str, Any], where: str) -> RunSpec:
+    parser = _argument_parser()
+    actions = _actions_by_dest(parser)
+    values = {k: _coerce(k, v, actions[k], where) for k, v in values.items()}
+    try:
+        model_args, data_args, training_args = parser.parse_dict(values, allow_extra_keys=False)
+    except RecipeError as err:
+        raise RecipeError(f"{where}: {err}") from None
+    except (TypeError, ValueError) as err:
+        message = str(err).strip().splitlines()[0]
+        raise RecipeError(f"{where}: {message}") from None
+    return RunSpec(name, model_args, data_args, training_args)
+
+
+@dataclass
+class Recipe:
+    """A parsed recipe: its runs in order, and the directory its results table goes to."""
+
+    path: Path
+    output_dir: str
+    runs: list[RunSpec]
+
+
+def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
+    """Read a recipe (one run or several stages) and apply command-line overrides."""
+    path = Path(path)
+    raw = _load_yaml(path)
+    stages = raw.pop("stages", None)
+    _check_keys(list(raw), f"recipe {str(path)!r}")
+    cli = parse_overrides(overrides or [])
+
+    if stages is None:
+        run = _build_run("run", {**raw, **cli}, f"recipe {str(path)!r}")
+        return Recipe(path, run.training_args.output_dir, [run])
+
+    if not isinstance(stages, dict) or not stages:
+        raise RecipeError(f"'stages' in recipe {str(path)!r} must be a non-empty mapping of stage name to keys")
+    root = str(cli.get("output_dir", raw.get("output_dir", DistillationConfig.output_dir)))
+    runs = []
+    for name, stage in stages.items():
+        where = f"stage {name!r} of recipe {str(path)!r}"
+        stage = stage or {}
+        if not isinstance(stage, dict):
+            raise RecipeError(f"{where} must be a mapping of keys to values")
+        _check_keys(list(stage), where)
+        values = {**raw, **stage, **cli}
+        values["output_dir"] = stage.get("output_dir", f"{root}/{name}")  # stages stay below the root
+        values = {k: _substitute(v, root) for k, v in values.items()}
+        runs.append(_build_run(str(name), values, where))
+    return Recipe(path, root, runs)
+
+
+def resolved_recipe(run: RunSpec) -> dict[str, Any]:
+    """Every field of the run's three argument objects, as a flat recipe that ``load_recipe`` reads back."""
+    resolved: dict[str, Any] = {}
+    for args in (run.model_args, run.data_args, run.training_args):
+        for f in dataclasses.fields(args):
+            if not f.init or f.name in _NOT_WRITTEN:
+                continue
+            value = getattr(args, f.name)
+            if isinstance(value, enum.Enum):
+                value = value.value
+            if isinstance(value, (list, tuple)):
+                value = [v.value if isinstance(v, enum.Enum) else v for v in value]
+            if value is not None and not isinstance(value, (str, int, float, bool, list, dict)):
+                continue  # objects built by transformers (plugins, configs); their source keys are kept
+            resolved[f.name] = value
+    return resolved
+
+
+def write_resolved_recipe(run: RunSpec, output_dir: str | Path | None = None) -> Path:
+    """Write the fully resolved recipe next to the run's outputs (``recipe.yaml``)."""
+    output_dir = Path(output_dir or run.training_args.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    target = output_dir / RESOLVED_RECIPE_NAME
+    target.write_text(yaml.safe_dump(resolved_recipe(run), sort_keys=True))
+    return target
