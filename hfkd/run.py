@@ -1,0 +1,164 @@
+"""Train from a recipe: ``accelerate launch hfkd/run.py recipe.yaml [--key value ...]``.
+
+recipe -> data, student, teacher -> DistillationTrainer (method, loss) -> train + evaluate -> export -> results.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+if __name__ == "__main__" and sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
+    # `accelerate launch hfkd/run.py` puts hfkd/ itself first on sys.path; its modules must not shadow others
+    sys.path.pop(0)
+
+import json  # noqa: E402
+import logging  # noqa: E402
+import os  # noqa: E402
+
+import torch  # noqa: E402
+
+from transformers import set_seed  # noqa: E402
+from transformers.trainer_utils import get_last_checkpoint  # noqa: E402
+
+from hfkd.data import prepare_datasets  # noqa: E402
+from hfkd.errors import HfkdError, IncompatibleSetupError, RecipeError  # noqa: E402
+from hfkd.methods import NO_DISTILLATION  # noqa: E402
+from hfkd.models import create_model  # noqa: E402
+from hfkd.recipe import RunSpec, load_recipe, write_resolved_recipe  # noqa: E402
+from hfkd.report import write_results  # noqa: E402
+from hfkd.results import summarize_evaluations  # noqa: E402
+from hfkd.trainer import DistillationTrainer  # noqa: E402
+
+logger = logging.getLogger("hfkd")
+
+
+def _resume_target(args) -> str | bool | None:
+    """``resume_from_checkpoint``: a path, or true for the latest checkpoint in output_dir."""
+    value = args.resume_from_checkpoint
+    if value is None or str(value).lower() in ("false", "none", ""):
+        return None
+    if str(value).lower() == "true":
+        if get_last_checkpoint(args.output_dir) is None:
+            raise RecipeError(f"resume_from_checkpoint is true but {args.output_dir!r} holds no checkpoint-* folder")
+        return True
+    if not Path(value).is_dir():
+        raise RecipeError(f"resume_from_checkpoint {value!r} is not a checkpoint directory")
+    return value
+
+
+def _check_output_dir(args, resuming: bool) -> None:
+    """Never overwrite a finished or interrupted run unless asked to."""
+    output_dir = Path(args.output_dir)
+    if resuming or args.overwrite_output_dir or not output_dir.is_dir():
+        return
+    previous = [p.name for p in output_dir.iterdir() if p.name in ("model.safetensors", "config.json")]
+    previous += [p.name for p in output_dir.glob("checkpoint-*")]
+    if previous:
+        raise RecipeError(
+            f"output_dir {str(output_dir)!r} already holds a run ({', '.join(sorted(previous)[:3])}); resume it with "
+            f"--resume_from_checkpoint true, pick another output_dir, or pass --overwrite_output_dir true"
+        )
+
+
+def _load_teacher(model_args, num_classes: int, dataset_name: str):
+    teacher = create_model(model_args.teacher, arch=model_args.teacher_arch)
+    teacher.hfkd_source = model_args.teacher
+    teacher_classes = getattr(teacher, "num_classes", None)
+    if teacher_classes is not None and int(teacher_classes) != num_classes:
+        raise IncompatibleSetupError(
+            f"the teacher {model_args.teacher!r} predicts {teacher_classes} classes but dataset {dataset_name!r} "
+            f"has {num_classes}"
+        )
+    return teacher
+
+
+def _set_cpu_threads(args) -> None:
+    """Use this process's share of the CPU cores when training on the CPU (see ``cpu_threads``)."""
+    if args.device.type != "cpu":
+        return
+    local_processes = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    threads = args.cpu_threads or max(1, len(os.sched_getaffinity(0)) // local_processes)
+    torch.set_num_threads(threads)
+
+
+def run_stage(run: RunSpec) -> dict:
+    """Train one run of a recipe; returns its results row."""
+    model_args, data_args, args = run.model_args, run.data_args, run.training_args
+    resume = _resume_target(args)
+    _check_output_dir(args, resuming=resume is not None)
+    set_seed(args.seed)  # before the student is built, so its initialisation follows the seed
+    _set_cpu_threads(args)
+
+    data = prepare_datasets(data_args, with_index=False)
+    student = create_model(model_args.model_name_or_path, num_classes=data.num_classes)
+    student_classes = getattr(student, "num_classes", data.num_classes)
+    if int(student_classes) != data.num_classes:
+        raise IncompatibleSetupError(
+            f"the student {model_args.model_name_or_path!r} predicts {student_classes} classes but dataset "
+            f"{data.dataset_name!r} has {data.num_classes}"
+        )
+    teacher = None
+    if args.method != NO_DISTILLATION:
+        if model_args.teacher is None:
+            raise RecipeError(f"method {args.method!r} needs a teacher; set 'teacher' in the recipe")
+        teacher = _load_teacher(model_args, data.num_classes, data.dataset_name)
+
+    trainer = DistillationTrainer(
+        model=student,
+        teacher=teacher,
+        args=args,
+        train_dataset=data.train_dataset,
+        eval_dataset=data.eval_dataset,
+        processing_class=data.image_processor(),
+        class_names=data.label_names,
+    )
+    if trainer.is_world_process_zero():
+        write_resolved_recipe(run)
+    trainer.train(resume_from_checkpoint=resume)
+    trainer.save_model()  # the clean export: config.json, model.safetensors, preprocessor_config.json
+    summary = summarize_evaluations(trainer.state.log_history)
+    row = {
+        "stage": run.name,
+        "student": model_args.model_name_or_path,
+        "teacher": model_args.teacher if teacher is not None else None,
+        "method": args.method,
+        **summary,
+        "output_dir": args.output_dir,
+    }
+    if trainer.is_world_process_zero():
+        (Path(args.output_dir) / "results.json").write_text(json.dumps(row, indent=2))
+    trainer.accelerator.wait_for_everyone()  # a later stage may load this export as its teacher
+    return row
+
+
+def _quiet_loading_bars() -> None:
+    """Keep the training progress bar; drop the per-file bars of dataset loading and model saving."""
+    import datasets
+    import transformers
+
+    datasets.disable_progress_bars()
+    transformers.utils.logging.disable_progress_bar()
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(__doc__.strip())
+        return 0 if argv else 2
+    _quiet_loading_bars()
+    try:
+        recipe = load_recipe(argv[0], argv[1:])
+        rows = [run_stage(run) for run in recipe.runs]
+    except HfkdError as err:
+        print(f"hfkd: error: {err}", file=sys.stderr)
+        return 2
+    from accelerate import PartialState
+
+    if PartialState().is_main_process:
+        print("\n" + write_results(rows, recipe.output_dir))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
