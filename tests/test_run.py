@@ -1,0 +1,100 @@
+"""The entry point: a recipe's stages run in order, write exports and results, and bad input is one sentence."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import yaml
+from transformers import AutoModelForImageClassification
+
+from hfkd.run import main
+from tests.conftest import write_image_dataset
+
+
+@pytest.fixture()
+def tiny_recipe(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    write_image_dataset(data, splits={"train": 96, "test": 48})
+    recipe = {
+        "dataset_name": str(data),
+        "output_dir": str(tmp_path / "out"),
+        "num_train_epochs": 2,
+        "lr_decay_epochs": [1],
+        "per_device_train_batch_size": 32,
+        "save_strategy": "no",
+        "disable_tqdm": True,
+        "stages": {
+            "teacher": {"model_name_or_path": "resnet8", "method": "none"},
+            "kd": {"model_name_or_path": "resnet8", "teacher": "{output_dir}/teacher", "method": "kd"},
+        },
+    }
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe, sort_keys=False))  # stages run in file order
+    return path, tmp_path / "out"
+
+
+def test_stages_run_in_order_and_write_exports(tiny_recipe, capsys):
+    recipe, out = tiny_recipe
+    assert main([str(recipe)]) == 0
+    printed = capsys.readouterr().out
+    assert "| teacher | resnet8 | - | none |" in printed and "| kd | resnet8 |" in printed
+    rows = json.loads((out / "results.json").read_text())
+    assert [r["stage"] for r in rows] == ["teacher", "kd"]
+    assert all(r["evaluations"] == 2 and 0 <= r["top1_last"] <= 100 for r in rows)
+    assert (out / "results.md").read_text().startswith("| stage |")
+    for stage in ("teacher", "kd"):
+        folder = out / stage
+        assert {"config.json", "model.safetensors", "preprocessor_config.json", "recipe.yaml", "results.json"} <= {
+            p.name for p in folder.iterdir()
+        }
+        model = AutoModelForImageClassification.from_pretrained(folder)
+        assert model(torch.zeros(1, 3, 32, 32)).logits.shape == (1, 4)
+    resolved = yaml.safe_load((out / "kd" / "recipe.yaml").read_text())
+    assert resolved["teacher"] == str(out / "teacher") and resolved["output_dir"] == str(out / "kd")
+
+
+def test_existing_outputs_are_never_overwritten_silently(tiny_recipe, capsys):
+    recipe, out = tiny_recipe
+    assert main([str(recipe), "--num_train_epochs", "1"]) == 0
+    before = {p: p.read_bytes() for p in (out / "teacher").iterdir()}
+    capsys.readouterr()
+    assert main([str(recipe), "--num_train_epochs", "1"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.count("\n") == 0
+    assert "already holds a run" in error and "--overwrite_output_dir true" in error
+    assert {p: p.read_bytes() for p in (out / "teacher").iterdir()} == before
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        (["--learing_rate", "0.1"], "unknown key 'learing_rate' in the command line; did you mean 'learning_rate'"),
+        (["--method", "nope"], "method 'nope' is unknown"),
+        (["--model_name_or_path", "resnet9"], "model 'resnet9' is not a CIFAR zoo name (did you mean"),
+        (["--dataset_name", "/does/not/exist"], "could not load dataset '/does/not/exist'"),
+    ],
+)
+def test_bad_input_is_one_sentence_before_training(tiny_recipe, capsys, override, message):
+    recipe, out = tiny_recipe
+    assert main([str(recipe), *override]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("hfkd: error: ") and message in error
+    assert error.count("\n") == 0
+    assert not (out / "teacher" / "model.safetensors").exists()
+
+
+def test_teacher_with_other_class_count(tiny_recipe, tmp_path, capsys):
+    recipe, out = tiny_recipe
+    ten_class = tmp_path / "ten"
+    ten_class.mkdir()
+    write_image_dataset(ten_class, num_classes=10, splits={"train": 40, "test": 20})
+    assert main([str(recipe), "--dataset_name", str(ten_class), "--output_dir", str(tmp_path / "o10")]) == 0
+    capsys.readouterr()
+    code = main([str(recipe), "--output_dir", str(tmp_path / "o4"), "--teacher", str(tmp_path / "o10" / "teacher")])
+    assert code == 2
+    error = capsys.readouterr().err.strip()
+    assert f"the teacher '{tmp_path / 'o10' / 'teacher'}' predicts 10 classes but dataset" in error
+    assert error.endswith("has 4") and error.count("\n") == 0

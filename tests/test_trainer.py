@@ -1,0 +1,230 @@
+"""DistillationTrainer: the frozen teacher, the reference optimizer and schedule, logging, export."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import AutoModelForImageClassification, TrainerCallback
+
+from hfkd.config import DistillationConfig
+from hfkd.errors import IncompatibleSetupError, RecipeError
+from hfkd.models import create_model
+from hfkd.results import summarize_evaluations
+from hfkd.schedule import EpochMilestoneLR, milestone_factor
+from hfkd.trainer import DistillationTrainer
+
+
+def config(tmp_path, **overrides) -> DistillationConfig:
+    values = dict(
+        output_dir=str(tmp_path / "out"),
+        num_train_epochs=2,
+        per_device_train_batch_size=32,
+        per_device_eval_batch_size=64,
+        lr_decay_epochs=[1],
+        learning_rate=0.05,
+        save_strategy="no",
+        disable_tqdm=True,
+        seed=0,
+    )
+    values.update(overrides)
+    return DistillationConfig(**values)
+
+
+def trained_teacher(tmp_path, data, epochs: int = 3):
+    torch.manual_seed(0)
+    student = create_model("resnet8", num_classes=4)
+    trainer = DistillationTrainer(
+        model=student,
+        args=config(tmp_path / "teacher", method="none", num_train_epochs=epochs, lr_decay_epochs=[]),
+        train_dataset=data[0],
+        eval_dataset=data[1],
+    )
+    trainer.train()
+    return student.eval()
+
+
+# ---- schedule -----------------------------------------------------------------------------------------------
+
+
+def test_milestone_rule_is_epoch_greater_than_milestone():
+    milestones = [150, 180, 210]
+    assert milestone_factor(1, milestones, 0.1) == 1.0
+    assert milestone_factor(150, milestones, 0.1) == 1.0  # epoch 150 still uses the initial lr
+    assert milestone_factor(151, milestones, 0.1) == pytest.approx(0.1)
+    assert milestone_factor(181, milestones, 0.1) == pytest.approx(0.01)
+    assert milestone_factor(211, milestones, 0.1) == pytest.approx(0.001)
+    assert milestone_factor(240, milestones, 0.1) == pytest.approx(0.001)
+
+
+def test_epoch_milestone_scheduler_is_constant_within_epochs():
+    param = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([param], lr=0.05)
+    scheduler = EpochMilestoneLR(optimizer, steps_per_epoch=3, milestones=[2, 3], rate=0.1)
+    seen = []
+    for _ in range(12):
+        seen.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    expected = [0.05] * 6 + [0.005] * 3 + [0.0005] * 3  # epochs 1-2, 3, 4
+    assert seen == pytest.approx(expected)
+
+
+class RecordLr(TrainerCallback):
+    def __init__(self):
+        self.by_epoch: dict[int, set[float]] = {}
+
+    def on_step_begin(self, args, state, control, optimizer=None, **kwargs):
+        epoch = int(state.epoch or 0) + 1
+        self.by_epoch.setdefault(epoch, set()).add(round(optimizer.param_groups[0]["lr"], 10))
+
+
+def test_trainer_applies_milestones_per_epoch(tmp_path, learnable_data):
+    recorder = RecordLr()
+    trainer = DistillationTrainer(
+        model=create_model("resnet8", num_classes=4),
+        args=config(tmp_path, method="none", num_train_epochs=3, lr_decay_epochs=[1, 2], eval_strategy="no"),
+        train_dataset=learnable_data[0],
+        callbacks=[recorder],
+    )
+    trainer.train()
+    assert recorder.by_epoch == {1: {0.05}, 2: {0.005}, 3: {0.0005}}
+
+
+# ---- optimizer and teacher -----------------------------------------------------------------------------------
+
+
+def test_sgd_with_momentum_and_decay_on_every_parameter(tmp_path, learnable_data):
+    trainer = DistillationTrainer(
+        model=create_model("resnet8", num_classes=4),
+        args=config(tmp_path, method="none", eval_strategy="no"),
+        train_dataset=learnable_data[0],
+    )
+    optimizer = trainer.create_optimizer()
+    assert isinstance(optimizer, torch.optim.SGD)
+    decayed = [g for g in optimizer.param_groups if g["params"]]
+    assert len(decayed) == 1 and decayed[0]["weight_decay"] == 5e-4
+    assert decayed[0]["momentum"] == 0.9 and decayed[0]["nesterov"] is False
+    n_params = sum(1 for _ in trainer.model.parameters())
+    assert len(decayed[0]["params"]) == n_params  # BN weights and biases decay too
+
+
+def test_transformers_decay_convention_is_available(tmp_path, learnable_data):
+    trainer = DistillationTrainer(
+        model=create_model("resnet8", num_classes=4),
+        args=config(tmp_path, method="none", decay_norm_and_bias=False, eval_strategy="no"),
+        train_dataset=learnable_data[0],
+    )
+    groups = {g["weight_decay"]: len(g["params"]) for g in trainer.create_optimizer().param_groups}
+    assert groups[0.0] > 0 and groups[5e-4] > 0
+
+
+def test_teacher_is_frozen_and_never_trained_or_saved(tmp_path, learnable_data):
+    teacher = create_model("resnet8", num_classes=4)
+    before = {k: v.clone() for k, v in teacher.state_dict().items()}
+    trainer = DistillationTrainer(
+        model=create_model("resnet8", num_classes=4),
+        teacher=teacher,
+        args=config(tmp_path, method="kd", num_train_epochs=1, save_strategy="epoch"),
+        train_dataset=learnable_data[0],
+        eval_dataset=learnable_data[1],
+    )
+    trainer.train()
+    assert not teacher.training
+    assert all(not p.requires_grad and p.grad is None for p in teacher.parameters())
+    # weights and BN running statistics untouched
+    assert all(torch.equal(before[k], v) for k, v in teacher.state_dict().items())
+    optimized = {id(p) for group in trainer.optimizer.param_groups for p in group["params"]}
+    assert not optimized & {id(p) for p in teacher.parameters()}
+    (checkpoint,) = (tmp_path / "out").glob("checkpoint-*")
+    keys = load_file(checkpoint / "model.safetensors").keys()
+    assert keys and all(k.startswith("student.") for k in keys)
+
+
+def test_teacher_runs_only_in_training_steps(tmp_path, learnable_data):
+    teacher = create_model("resnet8", num_classes=4)
+    calls = []
+    teacher.register_forward_hook(lambda module, args, output: calls.append(module.training))
+    trainer = DistillationTrainer(
+        model=create_model("resnet8", num_classes=4),
+        teacher=teacher,
+        args=config(tmp_path, method="kd", num_train_epochs=1),
+        train_dataset=learnable_data[0],
+        eval_dataset=learnable_data[1],
+    )
+    trainer.train()
+    steps = len(learnable_data[0]) // 32
+    assert len(calls) == steps  # one call per training step, none during the per-epoch evaluation
+    trainer.evaluate()
+    assert len(calls) == steps
+
+
+def test_class_count_mismatch_is_one_sentence(tmp_path, learnable_data):
+    with pytest.raises(IncompatibleSetupError, match="the teacher predicts 10 classes but the student 4"):
+        DistillationTrainer(
+            model=create_model("resnet8", num_classes=4),
+            teacher=create_model("resnet8", num_classes=10),
+            args=config(tmp_path, method="kd"),
+            train_dataset=learnable_data[0],
+        )
+
+
+def test_method_without_teacher_and_all_zero_weights_are_errors(tmp_path, learnable_data):
+    with pytest.raises(RecipeError, match="method 'kd' needs a teacher"):
+        DistillationTrainer(model=create_model("resnet8", num_classes=4), args=config(tmp_path, method="kd"),
+                            train_dataset=learnable_data[0])
+    with pytest.raises(RecipeError, match="nothing would be trained"):
+        DistillationTrainer(model=create_model("resnet8", num_classes=4), args=config(tmp_path, method="none", cls=0),
+                            train_dataset=learnable_data[0])
+
+
+# ---- end to end ---------------------------------------------------------------------------------------------
+
+
+def test_kd_run_learns_logs_terms_and_exports(tmp_path, learnable_data):
+    teacher = trained_teacher(tmp_path, learnable_data)
+    torch.manual_seed(1)
+    student = create_model("resnet8", num_classes=4)
+    trainer = DistillationTrainer(
+        model=student,
+        teacher=teacher,
+        args=config(tmp_path, method="kd", num_train_epochs=3, lr_decay_epochs=[2]),
+        train_dataset=learnable_data[0],
+        eval_dataset=learnable_data[1],
+        class_names=["w", "x", "y", "z"],
+    )
+    trainer.train()
+    history = trainer.state.log_history
+    train_logs = [h for h in history if "loss" in h]
+    eval_logs = [h for h in history if "eval_top1" in h]
+    assert len(train_logs) == 3 and len(eval_logs) == 3  # per-epoch logging and evaluation
+    assert train_logs[-1]["loss"] < train_logs[0]["loss"]
+    for log in train_logs:
+        assert log["loss"] == pytest.approx(log["loss_ce"] + log["loss_kd"], rel=1e-4)
+    assert all({"eval_top1", "eval_top5", "eval_top1_best"} <= set(h) for h in eval_logs)
+    summary = summarize_evaluations(history)
+    assert summary["top1_last"] == eval_logs[-1]["eval_top1"]
+    assert summary["top1_best"] == max(h["eval_top1"] for h in eval_logs)
+    assert summary["top1_last"] > 50.0  # 4 classes: chance is 25 %
+
+    export = tmp_path / "export"
+    trainer.save_model(str(export))
+    assert {p.name for p in export.iterdir()} >= {"config.json", "model.safetensors"}
+    assert not list(export.glob("*.bin")) and not list(export.glob("optimizer*"))
+    reloaded = AutoModelForImageClassification.from_pretrained(export).eval()
+    assert reloaded.config.id2label == {0: "w", 1: "x", 2: "y", 3: "z"}
+    assert reloaded.config.distillation["method"] == "kd"
+    assert reloaded.config.distillation["results"]["top1_last"] == summary["top1_last"]
+    batch = learnable_data[1].__getitems__(list(range(32)))["pixel_values"]
+    student.eval()
+    with torch.no_grad():
+        assert torch.allclose(reloaded(batch).logits, student(batch).logits, atol=1e-6)
+    # the reloaded model reproduces the trainer's final top-1 on the eval set
+    eval_batch = learnable_data[1].__getitems__(list(range(len(learnable_data[1]))))
+    with torch.no_grad():
+        predictions = reloaded(eval_batch["pixel_values"]).logits.argmax(-1)
+    top1 = (predictions == eval_batch["labels"]).float().mean().item() * 100
+    assert top1 == pytest.approx(summary["top1_last"], abs=1e-6)
+    assert json.loads((export / "config.json").read_text())["model_type"] == "hfkd"
