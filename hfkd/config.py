@@ -117,14 +117,43 @@ class DistillationConfig(TrainingArguments):
         default="kd",
         metadata={"help": "Distillation method (kd, simkd, spherical, ...); 'none' trains the model alone."},
     )
-    cls: float = field(default=1.0, metadata={"help": "Weight of the cross-entropy with the labels."})
-    div: float = field(
-        default=1.0, metadata={"help": "Weight of the KD term T^2 * KL(teacher || student) at kd_temperature."}
+    cls: float | None = field(
+        default=None,
+        metadata={"help": "Weight of the cross-entropy with the labels; the method's default if unset (1, SimKD 0)."},
+    )
+    div: float | None = field(
+        default=None,
+        metadata={
+            "help": "Weight of the KD term T^2 * KL(teacher || student) at kd_temperature; the method's default if "
+            "unset (1; SimKD, DKD and DIST 0)."
+        },
     )
     beta: float | None = field(
         default=None, metadata={"help": "Weight of the method's own loss; the method's published default if unset."}
     )
     kd_temperature: float = field(default=4.0, metadata={"help": "Temperature T of the KD term (reference: 4)."})
+    # --- method hyperparameters (defaults from spec sections 2, 3 and 10) ---
+    hint_layer: int = field(default=1, metadata={"help": "FitNet: feature index of the hint (SimKD 1, RepDistiller 2)."})
+    simkd_factor: int = field(default=2, metadata={"help": "SimKD: projector bottleneck factor f (2, 4 or 8)."})
+    crd_feat_dim: int = field(default=128, metadata={"help": "CRD: embedding dimension."})
+    crd_nce_k: int = field(default=16384, metadata={"help": "CRD: negatives per example (lowered for small data)."})
+    crd_nce_t: float = field(default=0.07, metadata={"help": "CRD: temperature of the NCE scores."})
+    crd_nce_m: float = field(default=0.5, metadata={"help": "CRD: momentum of the memory-bank update."})
+    crd_mode: str = field(
+        default="exact", metadata={"help": "CRD: positive is the example itself ('exact') or its class ('relax')."}
+    )
+    spherical_multiplier: float = field(
+        default=2.0, metadata={"help": "Spherical KD: logits are layer-normalised, then multiplied by this."}
+    )
+    dkd_alpha: float = field(default=1.0, metadata={"help": "DKD: weight of target-class KD (TCKD)."})
+    dkd_beta: float = field(default=8.0, metadata={"help": "DKD: weight of non-target-class KD (NCKD)."})
+    dkd_warmup_epochs: int = field(default=20, metadata={"help": "DKD: epochs of linear warm-up of its loss."})
+    dist_beta: float = field(default=2.0, metadata={"help": "DIST: weight of the inter-class relation term."})
+    dist_gamma: float = field(default=2.0, metadata={"help": "DIST: weight of the intra-class relation term."})
+    logit_standardization: bool = field(
+        default=False,
+        metadata={"help": "Standardise student and teacher logits (z-score per sample) before the KD / DKD terms."},
+    )
     lr_decay_epochs: list[int] | None = field(
         default_factory=lambda: [150, 180, 210],
         metadata={
@@ -184,13 +213,15 @@ class DistillationConfig(TrainingArguments):
         names = known_method_names()
         if self.method not in names:
             raise RecipeError(f"method {self.method!r} is unknown; choose one of {', '.join(names)}")
-        for name in ("cls", "div", "kd_temperature", "lr_decay_rate"):
-            if getattr(self, name) < 0:
-                raise RecipeError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if self.kd_temperature == 0:
-            raise RecipeError("kd_temperature must be > 0")
-        if self.beta is not None and self.beta < 0:
-            raise RecipeError(f"beta must be >= 0, got {self.beta}")
+        for name in ("cls", "div", "beta", "lr_decay_rate"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise RecipeError(f"{name} must be >= 0, got {value}")
+        for name in ("kd_temperature", "simkd_factor", "crd_feat_dim", "crd_nce_k", "crd_nce_t"):
+            if getattr(self, name) <= 0:
+                raise RecipeError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.crd_mode not in ("exact", "relax"):
+            raise RecipeError(f"crd_mode {self.crd_mode!r} is not one of 'exact', 'relax'")
         if self.lr_decay_epochs:
             self.lr_decay_epochs = sorted(int(m) for m in self.lr_decay_epochs)
         if not _has_accelerator():

@@ -66,11 +66,13 @@ class DistillationModel(nn.Module):
         terms: dict[str, torch.Tensor] = {}
         loss = student_out.logits.new_zeros((), dtype=torch.float32)
         if w.cls:
-            terms["ce"] = F.cross_entropy(student_out.logits.float(), labels)
+            ce_logits = method.ce_logits(student_out.logits) if method is not None else student_out.logits
+            terms["ce"] = F.cross_entropy(ce_logits.float(), labels)
             loss = loss + w.cls * terms["ce"]
         if method is not None:
             if w.div:
-                terms["kd"] = kd_divergence(student_out.logits, teacher_outputs.logits, w.kd_temperature)
+                student_logits, teacher_logits = method.kd_logits(student_out.logits, teacher_outputs.logits)
+                terms["kd"] = kd_divergence(student_logits, teacher_logits, w.kd_temperature)
                 loss = loss + w.div * terms["kd"]
             if w.beta:
                 batch = {"pixel_values": pixel_values, "labels": labels, **batch}

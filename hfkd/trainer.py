@@ -20,7 +20,7 @@ from .data.collate import collate_image_batch
 from .distillation_model import DistillationModel, LossWeights
 from .errors import IncompatibleSetupError, RecipeError
 from .export import export_student
-from .methods import NO_DISTILLATION, build_method
+from .methods import METHODS, NO_DISTILLATION, build_method
 from .metrics import TopkAccuracyMetrics, ranked_predictions
 from .results import summarize_evaluations
 from .schedule import EpochMilestoneLR
@@ -67,6 +67,8 @@ class DistillationTrainer(Trainer):
         if args.channels_last:
             model = model.to(memory_format=torch.channels_last)
             teacher = teacher.to(memory_format=torch.channels_last) if teacher is not None else None
+        if train_dataset is not None and args.method in METHODS:
+            train_dataset = METHODS[args.method].prepare_train_dataset(train_dataset, args)
         if isinstance(model, DistillationModel):
             distillation_model = model
         else:
@@ -107,8 +109,13 @@ class DistillationTrainer(Trainer):
             teacher = None
         batch = example_batch(train_dataset, collator) if train_dataset is not None else None
         method = build_method(args.method, student, teacher, args, batch)
-        beta = args.beta if args.beta is not None else (method.default_beta if method is not None else 0.0)
-        weights = LossWeights(cls=args.cls, div=args.div, beta=beta, kd_temperature=args.kd_temperature)
+        defaults = (method.default_cls, method.default_div, method.default_beta) if method is not None else (1, 0, 0)
+        # unset weights take the method's defaults; the resolved values are written back so the saved recipe shows them
+        args.cls, args.div, args.beta = (
+            float(value if value is not None else default)
+            for value, default in zip((args.cls, args.div, args.beta), defaults)
+        )
+        weights = LossWeights(cls=args.cls, div=args.div, beta=args.beta, kd_temperature=args.kd_temperature)
         active = weights.cls > 0 or (method is not None and (weights.div > 0 or weights.beta > 0))
         if not active:
             raise RecipeError("cls, div and beta give every loss term a weight of 0, so nothing would be trained")
@@ -158,8 +165,11 @@ class DistillationTrainer(Trainer):
         if self.args.channels_last and inputs["pixel_values"].dim() == 4:
             inputs["pixel_values"] = inputs["pixel_values"].contiguous(memory_format=torch.channels_last)
         teacher_outputs = None
-        if model.training and self.teacher is not None:
-            teacher_outputs = self._teacher_forward(inputs["pixel_values"])
+        if model.training:
+            # the current 1-based epoch, for methods with schedules (DKD warm-up, Spherical KD's alpha)
+            inputs = {**inputs, "epoch": int(self.state.epoch or 0) + 1}
+            if self.teacher is not None:
+                teacher_outputs = self._teacher_forward(inputs["pixel_values"])
         outputs = model(**inputs, teacher_outputs=teacher_outputs)
         if model.training:
             for name, value in outputs["terms"].items():

@@ -30,7 +30,7 @@ def test_single_run_fields_and_reference_defaults(tmp_path):
     assert args.per_device_train_batch_size == 64
     assert args.optim == "sgd" and args.optim_args == "momentum=0.9"
     assert args.lr_decay_epochs == [150, 180, 210] and args.lr_decay_rate == 0.1
-    assert (args.cls, args.div, args.beta, args.kd_temperature) == (1.0, 1.0, None, 4.0)
+    assert (args.cls, args.div, args.beta, args.kd_temperature) == (None, None, None, 4.0)  # method defaults
     assert args.eval_strategy.value == "epoch"
 
 

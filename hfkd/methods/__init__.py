@@ -7,7 +7,26 @@ from typing import Any
 import torch
 from torch import nn
 
-from . import kd  # noqa: F401  (registers)
+# every method module registers its class on import
+from . import (  # noqa: F401
+    at,
+    cc,
+    crd,
+    dist,
+    dkd,
+    fitnet,
+    kd,
+    logit_std,
+    nst,
+    pkt,
+    rkd,
+    semckd,
+    simkd,
+    sp,
+    spherical,
+    srrl,
+    vid,
+)
 from .base import DistillationMethod
 from .divergence import kd_divergence
 from .registry import METHODS, NO_DISTILLATION, known_method_names, register_method

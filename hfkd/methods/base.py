@@ -14,24 +14,43 @@ class DistillationMethod(nn.Module):
     """A method's own, unweighted loss terms computed from student and teacher outputs.
 
     The trainer adds ``cls * CE + div * KD_T`` itself; a method returns only what it adds on top (weighted by
-    ``beta``). Trainable parts (projectors, embeddings) are submodules, so they are optimised and checkpointed with
-    the student; the teacher is never a submodule.
+    ``beta``). Trainable parts (projectors, embeddings) and state (memory banks) are submodules / buffers, so they
+    are optimised and checkpointed with the student; the teacher is never a submodule (a method that reuses the
+    teacher's classifier keeps a frozen copy).
+
+    ``batch`` holds ``pixel_values``, ``labels``, ``epoch`` (the current 1-based epoch, an int) and whatever the
+    method's ``prepare_train_dataset`` added (CRD: ``index``, ``contrast_index``).
     """
 
     name: ClassVar[str] = ""
-    # weight of the method's loss when the recipe leaves ``beta`` unset (SimKD's run_distill.sh, spec section 2)
+    # loss weights when the recipe leaves cls / div / beta unset (SimKD's run_distill.sh, spec section 2)
+    default_cls: ClassVar[float] = 1.0
+    default_div: ClassVar[float] = 1.0
     default_beta: ClassVar[float] = 0.0
     # which feature lists the method reads; the trainer only collects features when asked to
     needs_student_features: ClassVar[bool] = False
     needs_teacher_features: ClassVar[bool] = False
+    # whether ``predict`` reads the student's features (evaluation then collects them; the teacher never runs)
+    predict_needs_features: ClassVar[bool] = False
 
     @classmethod
-    def build(cls, student: nn.Module, teacher: nn.Module, config: Any, example_batch: dict[str, torch.Tensor]):
-        """Create the method for this student/teacher pair; methods that size modules override this."""
+    def build(
+        cls, student: nn.Module, teacher: nn.Module, config: Any, example_batch: dict[str, torch.Tensor]
+    ) -> "DistillationMethod":
+        """Create the method for this student/teacher pair; methods that size modules override this.
+
+        Raise ``hfkd.errors.IncompatibleSetupError`` (one sentence: why, and what would work) for a pair the
+        method cannot handle, so the run stops before training.
+        """
         return cls()
 
+    @classmethod
+    def prepare_train_dataset(cls, dataset: Any, config: Any) -> Any:
+        """Return the training set this method needs (CRD adds dataset indices and contrastive negatives)."""
+        return dataset
+
     def forward(
-        self, student_out: ClassifierOutput, teacher_out: ClassifierOutput, batch: dict[str, torch.Tensor]
+        self, student_out: ClassifierOutput, teacher_out: ClassifierOutput, batch: dict[str, Any]
     ) -> dict[str, torch.Tensor]:
         return {}
 
@@ -39,5 +58,16 @@ class DistillationMethod(nn.Module):
         """Logits used for evaluation and export; the student's own unless the method predicts differently."""
         return student_out.logits
 
-    # which student outputs `predict` reads at evaluation time
-    predict_needs_features: ClassVar[bool] = False
+    def ce_logits(self, student_logits: torch.Tensor) -> torch.Tensor:
+        """The logits the ``cls`` cross-entropy sees (Spherical KD normalises them)."""
+        return student_logits
+
+    def kd_logits(
+        self, student_logits: torch.Tensor, teacher_logits: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The (student, teacher) logits the ``div`` KD term sees (Spherical KD, logit standardisation)."""
+        return student_logits, teacher_logits
+
+    def export_head(self) -> tuple[dict, nn.Module] | None:
+        """A prediction head the exported model must carry (SimKD), as (config dict, module), or None."""
+        return None
