@@ -10,7 +10,10 @@ from .modeling_hfkd import HfkdForImageClassification
 from .outputs import ClassifierOutput
 from .reference_checkpoint import infer_reference_arch, load_reference_checkpoint
 from .registry import list_zoo_models, register_model
+from .input_adapter import TeacherInputAdapter, adapt_teacher_inputs
+from .preprocessing import Preprocessing
 from .timm_adapter import TimmFeatureClassifier
+from .transformers_adapter import TransformersFeatureClassifier
 
 # After `import hfkd`, plain `AutoModelForImageClassification.from_pretrained(export_dir)` works.
 AutoConfig.register(HfkdConfig.model_type, HfkdConfig, exist_ok=True)
@@ -21,7 +24,11 @@ __all__ = [
     "FeatureClassifier",
     "HfkdConfig",
     "HfkdForImageClassification",
+    "Preprocessing",
+    "TeacherInputAdapter",
     "TimmFeatureClassifier",
+    "TransformersFeatureClassifier",
+    "adapt_teacher_inputs",
     "create_model",
     "infer_reference_arch",
     "list_zoo_models",

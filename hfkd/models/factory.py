@@ -10,20 +10,28 @@ from torch import nn
 
 from ..errors import ModelLoadError
 from .modeling_hfkd import TIMM_PREFIX, HfkdForImageClassification, build_architecture
-from .timm_adapter import TimmFeatureClassifier
+from .preprocessing import from_timm_config, load_declared_preprocessing
 from .reference_checkpoint import load_reference_checkpoint
 from .registry import is_zoo_model, list_zoo_models
+from .timm_adapter import TimmFeatureClassifier
+from .transformers_adapter import TransformersFeatureClassifier
 
 _CHECKPOINT_SUFFIXES = (".pth", ".pt", ".pth.tar")
+_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
 
 
-def create_model(name_or_path: str, num_classes: int | None = None, **kwargs) -> nn.Module:
+def create_model(
+    name_or_path: str, num_classes: int | None = None, trust_remote_code: bool = False, **kwargs
+) -> nn.Module:
     """A model honouring hfkd's contract (``model(x, return_features=True)`` -> logits + feats, ``.classifier``).
 
-    Accepts a CIFAR zoo name, an hfkd export directory, a reference ``.pth`` checkpoint (``arch=`` when the folder
-    name does not say it), or a timm model name (random init unless ``pretrained=True``; ``timm/...`` and
-    ``hf-hub:...`` ids load their pretrained weights). ``num_classes`` sizes a new model; a loaded model keeps
-    its own head. The source is recorded in ``model.hfkd_architecture`` for the export.
+    Accepts, in this order: a CIFAR zoo name; a reference ``.pth`` checkpoint (``arch=`` when its folder name does
+    not say it); a local directory holding an hfkd export or any transformers image classifier; a timm name
+    (random init unless ``pretrained=True``; ``timm/...`` and ``hf-hub:...`` ids load pretrained weights); a Hub
+    repo id of an hfkd export or a transformers image classifier. ``num_classes`` sizes a new model or a new head;
+    a loaded model keeps its own head when it is None. The architecture is recorded in
+    ``model.hfkd_architecture`` (for the export) and the declared input preprocessing, when there is one, in
+    ``model.hfkd_preprocessing``.
     """
     name = str(name_or_path)
     path = Path(name).expanduser()
@@ -37,16 +45,21 @@ def create_model(name_or_path: str, num_classes: int | None = None, **kwargs) ->
         return load_reference_checkpoint(path, arch=kwargs.get("arch"))
 
     if path.is_dir():
-        return _load_directory(path)
+        return _load_pretrained(str(path), num_classes, trust_remote_code, where=f"directory {name!r}")
 
     timm_name = _timm_name(name)
     if timm_name is not None:
         return _create_timm_model(name, timm_name, num_classes, kwargs)
 
+    if name.count("/") == 1 and not path.exists():
+        where = f"Hub repo {name!r} (there is no local directory of that name)"
+        return _load_pretrained(name, num_classes, trust_remote_code, where=where)
+
     close = difflib.get_close_matches(name, list_zoo_models(), n=3, cutoff=0.5)
     hint = f" (did you mean {' or '.join(close)}?)" if close else ""
     raise ModelLoadError(
-        f"model {name!r} is not a CIFAR zoo name{hint}, an existing directory, a .pth checkpoint or a timm model name"
+        f"model {name!r} is not a CIFAR zoo name{hint}, an existing directory, a .pth checkpoint, a timm model name "
+        f"or a Hub repo id"
     )
 
 
@@ -57,11 +70,16 @@ def _create_timm_model(name: str, timm_name: str, num_classes: int | None, kwarg
     source = ("hf-hub:" + name if name.startswith("timm/") else name) if pretrained else timm_name
     if num_classes is not None:
         kwargs["num_classes"] = num_classes
-    timm_model = timm.create_model(source, pretrained=pretrained, **kwargs)
+    try:
+        timm_model = timm.create_model(source, pretrained=pretrained, **kwargs)
+    except Exception as err:  # offline, unknown tag, bad kwargs: timm raises many types
+        raise ModelLoadError(f"timm could not create {name!r}: {str(err).splitlines()[0]}") from err
     model = TimmFeatureClassifier(timm_model)
     architecture = timm_model.pretrained_cfg.get("architecture") or timm_name
     model.hfkd_architecture = TIMM_PREFIX + architecture
     model.hfkd_architecture_kwargs = {k: v for k, v in kwargs.items() if k != "num_classes"} or None
+    if pretrained:
+        model.hfkd_preprocessing = from_timm_config(timm_model.pretrained_cfg)
     return model
 
 
@@ -76,13 +94,48 @@ def _timm_name(name: str) -> str | None:
     return name if timm.is_model(name) else None
 
 
-def _load_directory(path: Path) -> nn.Module:
-    config_file = path / "config.json"
-    if not config_file.is_file():
-        raise ModelLoadError(f"directory {str(path)!r} has no config.json, so it is not a saved model")
-    model_type = json.loads(config_file.read_text()).get("model_type")
-    if model_type == "hfkd":
-        model = HfkdForImageClassification.from_pretrained(path)
-        model.hfkd_architecture = model.config.architecture
-        return model.eval()
-    raise ModelLoadError(f"directory {str(path)!r} holds a {model_type!r} model, which hfkd cannot load yet")
+def _read_config(name_or_path: str, trust_remote_code: bool, where: str) -> dict:
+    local = Path(name_or_path) / "config.json"
+    if Path(name_or_path).is_dir():
+        if not local.is_file():
+            raise ModelLoadError(f"{where} has no config.json, so it is not a saved model")
+        return json.loads(local.read_text())
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(name_or_path, trust_remote_code=trust_remote_code).to_dict()
+    except Exception as err:  # offline, missing repo, gated: huggingface_hub raises many types
+        raise ModelLoadError(f"could not read the config of {where}: {str(err).strip().splitlines()[0]}") from err
+
+
+def _load_pretrained(name_or_path: str, num_classes: int | None, trust_remote_code: bool, where: str) -> nn.Module:
+    """An hfkd export or a transformers image classifier, from a directory or the Hub."""
+    from transformers import AutoConfig, AutoModelForImageClassification
+
+    config = _read_config(name_or_path, trust_remote_code, where)
+    has_weights = not Path(name_or_path).is_dir() or any((Path(name_or_path) / f).is_file() for f in _WEIGHT_FILES)
+    try:
+        if config.get("model_type") == "hfkd":
+            model = HfkdForImageClassification.from_pretrained(name_or_path)
+            model.hfkd_architecture = model.config.architecture
+        else:
+            head = {"num_labels": num_classes, "ignore_mismatched_sizes": True} if num_classes else {}
+            if has_weights:
+                hf_model = AutoModelForImageClassification.from_pretrained(
+                    name_or_path, trust_remote_code=trust_remote_code, **head
+                )
+            else:  # a config alone: a new, randomly initialised model of that architecture
+                hf_config = AutoConfig.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
+                if num_classes:
+                    hf_config.num_labels = num_classes
+                hf_model = AutoModelForImageClassification.from_config(hf_config, trust_remote_code=trust_remote_code)
+            model = TransformersFeatureClassifier(hf_model)
+            model.hfkd_architecture = None  # exported as the native transformers model
+    except ModelLoadError:
+        raise
+    except ValueError as err:
+        raise ModelLoadError(f"{where} is not an image-classification model: {str(err).splitlines()[0]}") from err
+    except OSError as err:
+        raise ModelLoadError(f"could not load {where}: {str(err).strip().splitlines()[0]}") from err
+    model.hfkd_preprocessing = load_declared_preprocessing(name_or_path, trust_remote_code=trust_remote_code)
+    return model.eval() if has_weights else model
