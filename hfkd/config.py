@@ -72,6 +72,13 @@ class DataArguments:
     eval_split: str | None = field(
         default=None, metadata={"help": "The split to evaluate on; 'validation', else 'test' when not given."}
     )
+    train_val_split: float | None = field(
+        default=None,
+        metadata={
+            "help": "When the dataset has no validation or test split, hold out this fraction of the training split "
+            "(class-stratified, seeded) for evaluation, e.g. 0.1."
+        },
+    )
     max_train_samples: int | None = field(
         default=None, metadata={"help": "Keep only the first N training examples (for quick runs)."}
     )
@@ -100,6 +107,8 @@ class DataArguments:
             raise RecipeError(
                 f"transform_preset {self.transform_preset!r} is not one of 'auto', 'cifar', 'imagenet'"
             )
+        if self.train_val_split is not None and not 0 < self.train_val_split < 1:
+            raise RecipeError(f"train_val_split must be a fraction between 0 and 1, got {self.train_val_split}")
         for name in ("image_mean", "image_std"):
             value = getattr(self, name)
             if value is not None and len(value) != 3:

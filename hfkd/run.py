@@ -21,10 +21,12 @@ import torch  # noqa: E402
 from transformers import set_seed  # noqa: E402
 from transformers.trainer_utils import get_last_checkpoint  # noqa: E402
 
-from hfkd.data import prepare_datasets  # noqa: E402
+from hfkd.data import load_splits, prepare_datasets  # noqa: E402
 from hfkd.errors import HfkdError, IncompatibleSetupError, RecipeError  # noqa: E402
 from hfkd.methods import NO_DISTILLATION  # noqa: E402
 from hfkd.models import create_model  # noqa: E402
+from hfkd.models.input_adapter import adapt_teacher_inputs  # noqa: E402
+from hfkd.models.preprocessing import Preprocessing  # noqa: E402
 from hfkd.recipe import RunSpec, load_recipe, write_resolved_recipe  # noqa: E402
 from hfkd.report import write_results  # noqa: E402
 from hfkd.results import summarize_evaluations  # noqa: E402
@@ -61,8 +63,12 @@ def _check_output_dir(args, resuming: bool) -> None:
         )
 
 
-def _load_teacher(model_args, num_classes: int, dataset_name: str):
-    teacher = create_model(model_args.teacher, arch=model_args.teacher_arch)
+def _load_teacher(model_args, data):
+    """The teacher, checked against the dataset and fed inputs normalised (and sized) the way it expects."""
+    num_classes, dataset_name = data.num_classes, data.dataset_name
+    teacher = create_model(
+        model_args.teacher, arch=model_args.teacher_arch, trust_remote_code=model_args.trust_remote_code
+    )
     teacher.hfkd_source = model_args.teacher
     teacher_classes = getattr(teacher, "num_classes", None)
     if teacher_classes is not None and int(teacher_classes) != num_classes:
@@ -70,7 +76,14 @@ def _load_teacher(model_args, num_classes: int, dataset_name: str):
             f"the teacher {model_args.teacher!r} predicts {teacher_classes} classes but dataset {dataset_name!r} "
             f"has {num_classes}"
         )
-    return teacher
+    adapted = adapt_teacher_inputs(teacher, Preprocessing(data.mean, data.std, data.image_size))
+    if adapted is not teacher:
+        target = adapted.teacher.hfkd_preprocessing
+        logger.warning(
+            "the teacher expects inputs normalised with mean %s, std %s%s; hfkd re-normalises the student's batches "
+            "for it", target.mean, target.std, f" at {target.size}x{target.size} pixels" if adapted.size else ""
+        )
+    return adapted
 
 
 def _set_cpu_threads(args) -> None:
@@ -90,8 +103,11 @@ def run_stage(run: RunSpec) -> dict:
     set_seed(args.seed)  # before the student is built, so its initialisation follows the seed
     _set_cpu_threads(args)
 
-    data = prepare_datasets(data_args, with_index=False)
-    student = create_model(model_args.model_name_or_path, num_classes=data.num_classes)
+    splits = load_splits(data_args, seed=args.seed)
+    student = create_model(
+        model_args.model_name_or_path, num_classes=len(splits.label_names), trust_remote_code=model_args.trust_remote_code
+    )
+    data = prepare_datasets(data_args, splits, model_preprocessing=getattr(student, "hfkd_preprocessing", None))
     student_classes = getattr(student, "num_classes", data.num_classes)
     if int(student_classes) != data.num_classes:
         raise IncompatibleSetupError(
@@ -102,7 +118,7 @@ def run_stage(run: RunSpec) -> dict:
     if args.method != NO_DISTILLATION:
         if model_args.teacher is None:
             raise RecipeError(f"method {args.method!r} needs a teacher; set 'teacher' in the recipe")
-        teacher = _load_teacher(model_args, data.num_classes, data.dataset_name)
+        teacher = _load_teacher(model_args, data)
 
     trainer = DistillationTrainer(
         model=student,

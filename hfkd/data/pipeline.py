@@ -46,11 +46,15 @@ class PreparedData:
         return eval_image_processor(self.preset, self.image_size, self.mean, self.std)
 
 
-def _choose_statistics(data_args, name: str, train_images: torch.Tensor | None):
+def _choose_statistics(data_args, name: str, train_images: torch.Tensor | None, model_preprocessing=None):
+    """Normalisation, in order: the recipe, the pretrained student's image processor, the dataset's known
+    constants, statistics of the (small) training images, the ImageNet constants."""
     if (data_args.image_mean is None) != (data_args.image_std is None):
         raise RecipeError("set both image_mean and image_std, or neither")
     if data_args.image_mean is not None:
         return tuple(data_args.image_mean), tuple(data_args.image_std), "the recipe"
+    if model_preprocessing is not None:
+        return tuple(model_preprocessing.mean), tuple(model_preprocessing.std), "the student's image processor"
     known = known_statistics(name)
     if known is not None:
         key, (mean, std) = known
@@ -77,19 +81,20 @@ def _per_image_transform(transform, image_column: str, label_column: str):
             "pixel_values": [transform(image) for image in batch[image_column]],
             "labels": batch[label_column],
         }
-        if "index" in batch:
-            out["index"] = batch["index"]
         return out
 
     return apply
 
 
-def prepare_datasets(data_args, with_index: bool = False) -> PreparedData:
-    """Load, pick the preset, decode small images once, and attach the train / eval transforms.
+def prepare_datasets(
+    data_args, splits: ClassificationSplits | None = None, model_preprocessing=None, seed: int = 0
+) -> PreparedData:
+    """Load (unless ``splits`` are given), pick the preset, decode small images once, attach the transforms.
 
-    ``with_index`` adds each training example's dataset position (``"index"``), which CRD needs.
+    ``model_preprocessing`` (a pretrained student's declared normalisation and input size) takes precedence over
+    the dataset's statistics, so pretrained weights see the inputs they were trained on.
     """
-    splits: ClassificationSplits = load_splits(data_args)
+    splits = splits if splits is not None else load_splits(data_args, seed=seed)
     num_classes = len(splits.label_names)
     preset = data_args.transform_preset
     if preset == "auto":
@@ -104,15 +109,14 @@ def prepare_datasets(data_args, with_index: bool = False) -> PreparedData:
     if preset == "cifar":
         train_images = decode_images(splits.train, splits.image_column)
         eval_images = decode_images(splits.eval, splits.image_column)
-        mean, std, source = _choose_statistics(data_args, splits.name, train_images)
-        train = DecodedImageDataset(train_images, train_labels, cifar_train_transform(mean, std), with_index)
+        mean, std, source = _choose_statistics(data_args, splits.name, train_images, model_preprocessing)
+        train = DecodedImageDataset(train_images, train_labels, cifar_train_transform(mean, std))
         evaluation = DecodedImageDataset(eval_images, eval_labels, cifar_eval_transform(mean, std))
         image_size = int(train_images.shape[-1])
     else:
-        mean, std, source = _choose_statistics(data_args, splits.name, None)
-        image_size = 224
-        train_split = splits.train.add_column("index", list(range(len(splits.train)))) if with_index else splits.train
-        train = train_split.with_transform(
+        mean, std, source = _choose_statistics(data_args, splits.name, None, model_preprocessing)
+        image_size = (model_preprocessing.size if model_preprocessing is not None else None) or 224
+        train = splits.train.with_transform(
             _per_image_transform(imagenet_train_transform(mean, std, image_size), splits.image_column, splits.label_column)
         )
         evaluation = splits.eval.with_transform(

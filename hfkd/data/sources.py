@@ -55,7 +55,9 @@ def _load(data_args) -> datasets.DatasetDict:
         raise DataError(f"could not load dataset {name!r}: {first_line}") from err
 
 
-def _pick_eval_split(dataset: datasets.DatasetDict, requested: str | None, name: str) -> str:
+def _pick_eval_split(dataset: datasets.DatasetDict, data_args, name: str) -> str | None:
+    """The evaluation split's name, or None when the train split must be divided (``train_val_split``)."""
+    requested = data_args.eval_split
     if requested is not None:
         if requested not in dataset:
             raise DataError(f"dataset {name!r} has no split {requested!r}; its splits are {list(dataset)}")
@@ -63,7 +65,12 @@ def _pick_eval_split(dataset: datasets.DatasetDict, requested: str | None, name:
     for candidate in ("validation", "test"):
         if candidate in dataset:
             return candidate
-    raise DataError(f"dataset {name!r} has no 'validation' or 'test' split ({list(dataset)}); set eval_split")
+    if data_args.train_val_split is not None:
+        return None
+    raise DataError(
+        f"dataset {name!r} has no 'validation' or 'test' split ({list(dataset)}); set eval_split, or "
+        f"train_val_split to hold out part of the training split"
+    )
 
 
 def detect_columns(features: datasets.Features, image_column: str | None, label_column: str | None, name: str):
@@ -88,17 +95,26 @@ def detect_columns(features: datasets.Features, image_column: str | None, label_
     return image_column, label_column
 
 
-def load_splits(data_args) -> ClassificationSplits:
-    """Load the dataset a recipe names and pick its train / eval splits and columns."""
+def load_splits(data_args, seed: int = 0) -> ClassificationSplits:
+    """Load the dataset a recipe names and pick its train / eval splits and columns.
+
+    ``seed`` fixes the held-out part when ``train_val_split`` divides the training split.
+    """
     name = data_args.dataset_name or data_args.train_dir
     dataset = _load(data_args)
     if data_args.train_split not in dataset:
         raise DataError(f"dataset {name!r} has no split {data_args.train_split!r}; its splits are {list(dataset)}")
     train = dataset[data_args.train_split]
-    evaluation = dataset[_pick_eval_split(dataset, data_args.eval_split, name)]
     image_column, label_column = detect_columns(
         train.features, data_args.image_column_name, data_args.label_column_name, name
     )
+    eval_split = _pick_eval_split(dataset, data_args, name)
+    if eval_split is None:
+        stratify = label_column if isinstance(train.features[label_column], datasets.ClassLabel) else None
+        parts = train.train_test_split(test_size=data_args.train_val_split, seed=seed, stratify_by_column=stratify)
+        train, evaluation = parts["train"], parts["test"]
+    else:
+        evaluation = dataset[eval_split]
     if data_args.max_train_samples is not None:
         train = train.select(range(min(data_args.max_train_samples, len(train))))
     if data_args.max_eval_samples is not None:

@@ -1,0 +1,208 @@
+"""Training data for contrastive distillation (CRD): dataset indices plus K negatives from the other classes.
+
+Tian, Krishnan and Isola, "Contrastive Representation Distillation", ICLR 2020; the data side follows the reference
+``CIFAR100InstanceSample`` (spec 5.2): every training item carries its dataset ``index`` and a ``contrast_index`` row
+of length K+1 whose first entry is the positive (the example itself in ``exact`` mode, a random example of the same
+class in ``relax`` mode), followed by K negatives drawn uniformly without replacement from the other classes, drawn
+afresh on every access. Everything here works from the label array alone: no image is decoded to draw negatives.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from ..errors import DataError, RecipeError
+from .collate import collate_image_batch
+
+logger = logging.getLogger(__name__)
+
+CONTRAST_MODES = ("exact", "relax")
+# random keys drawn in one go by the sampler (rows are processed in chunks above this): bounds its memory to 64 MiB
+_KEY_BUDGET = 1 << 24
+# a label column whose values match the transformed items' "labels" on this many leading examples is the label column
+_LABEL_PROBE = 64
+
+
+class ContrastSampler:
+    """Draws ``contrast_index`` rows ``[B, K+1]`` for a batch of dataset indices and their labels (spec 5.2).
+
+    The dataset indices are kept sorted by class (``order``), so the negative pool of class c, "every index of
+    another class", is the positions ``[0, N - n_c)`` of ``order`` with class c's block ``[start_c, start_c + n_c)``
+    cut out. A row's K negatives are the K largest of uniform random keys over its pool (keys past the end of a
+    smaller pool are masked to -1): a uniform K-subset, hence no repeats within a row. This costs O(N) memory, not
+    the O(classes x N) of a per-class table, and O(B x N) time per batch (the reference's per-item ``choice`` without
+    replacement is a full permutation per item, the same order). Randomness comes from torch's global generator,
+    which ``DataLoader`` seeds differently in every worker, so workers never repeat each other's draws.
+
+    When the smallest class's negative pool holds fewer than ``nce_k`` indices (a small dataset), K is lowered to
+    that pool's size with one warning, so every row is still drawn without replacement.
+    """
+
+    def __init__(self, labels: torch.Tensor | Sequence[int], nce_k: int, mode: str = "exact") -> None:
+        if mode not in CONTRAST_MODES:
+            raise RecipeError(f"crd_mode {mode!r} is not one of {', '.join(map(repr, CONTRAST_MODES))}")
+        if nce_k < 1:
+            raise RecipeError(f"crd_nce_k must be >= 1, got {nce_k}")
+        labels = torch.as_tensor(labels).flatten().to("cpu", torch.int64)
+        if labels.numel() == 0:
+            raise DataError("CRD needs a non-empty training set")
+        if int(labels.min()) < 0:
+            raise DataError(f"CRD needs class labels >= 0, but the training set has label {int(labels.min())}")
+        counts = torch.bincount(labels)
+        present = counts[counts > 0]
+        n_data = labels.numel()
+        smallest_pool = n_data - int(present.max())
+        if smallest_pool == 0:
+            raise DataError("CRD draws its negatives from other classes, but the training set has a single class")
+        self.mode = mode
+        self.n_data = n_data
+        self.requested_k = int(nce_k)
+        self.nce_k = min(self.requested_k, smallest_pool)
+        if self.nce_k < self.requested_k:
+            logger.warning(
+                "CRD asked for crd_nce_k=%d negatives per example, but the largest class leaves only %d examples of "
+                "other classes in a training set of %d, so CRD uses nce_k=%d.",
+                self.requested_k, smallest_pool, n_data, self.nce_k,
+            )
+        # the widest pool (that of the smallest class): the width of the random-key matrix
+        self.width = n_data - int(present.min())
+        self._order = torch.argsort(labels, stable=True)
+        self._start = torch.cumsum(counts, 0) - counts
+        self._counts = counts
+        self._tables: dict[torch.device, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+
+    def _on(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The (order, start, counts) tables on ``device``, copied there once."""
+        if device not in self._tables:
+            self._tables[device] = (self._order.to(device), self._start.to(device), self._counts.to(device))
+        return self._tables[device]
+
+    def sample(self, index: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """``[B, K+1]`` int64 on ``index``'s device: the positive first, then K distinct other-class negatives."""
+        device = index.device
+        order, start, counts = self._on(device)
+        index = index.to(torch.int64).flatten()
+        labels = labels.to(device, torch.int64).flatten()
+        size = index.numel()
+        class_size, class_start = counts[labels], start[labels]
+        pool = self.n_data - class_size
+        k, width = self.nce_k, self.width
+        negatives = torch.empty(size, k, dtype=torch.int64, device=device)
+        columns = torch.arange(width, device=device)
+        rows = max(1, _KEY_BUDGET // width)
+        for lo in range(0, size, rows):
+            part = slice(lo, lo + rows)
+            keys = torch.rand(min(rows, size - lo), width, device=device)
+            keys.masked_fill_(columns >= pool[part, None], -1.0)
+            position = keys.topk(k, dim=1, sorted=False).indices
+            # skip over the row's own class block in the class-sorted order
+            position = position + class_size[part, None] * (position >= class_start[part, None])
+            negatives[part] = order[position]
+        if self.mode == "exact":
+            positive = index
+        else:
+            offset = (torch.rand(size, device=device) * class_size).long().minimum(class_size - 1)
+            positive = order[class_start + offset]
+        return torch.cat([positive[:, None], negatives], dim=1)
+
+
+def training_labels(dataset: Any) -> torch.Tensor:
+    """Every label of a training set as int64 ``[N]``, read without decoding images.
+
+    Uses a ``labels`` attribute when the dataset has one (``DecodedImageDataset``). For a ``datasets.Dataset`` with a
+    per-image transform, the raw integer columns are read (one Arrow column each) and the one whose values match the
+    ``labels`` of the first few transformed items is taken.
+    """
+    labels = getattr(dataset, "labels", None)
+    if labels is not None and not callable(labels):
+        return torch.as_tensor(labels).to(torch.int64).flatten()
+    import datasets
+
+    if not isinstance(dataset, datasets.Dataset):
+        raise DataError(
+            f"CRD cannot read the labels of a {type(dataset).__name__}; give it a `labels` attribute or use a "
+            f"datasets.Dataset or hfkd.data.DecodedImageDataset"
+        )
+    raw = dataset.with_format(None)
+    candidates = [c for c, f in raw.features.items() if _is_integer_feature(f)]
+    candidates.sort(key=lambda c: (c != "labels", c != "label", not isinstance(raw.features[c], datasets.ClassLabel)))
+    if not candidates:
+        raise DataError(f"CRD found no integer label column in the training set's columns {raw.column_names}")
+    probe = list(range(min(_LABEL_PROBE, len(dataset))))
+    items = dataset.__getitems__(probe)
+    expected = torch.as_tensor([int(item["labels"]) for item in items], dtype=torch.int64)
+    matches = {}
+    for column in candidates:
+        values = torch.as_tensor(raw[column], dtype=torch.int64).flatten()
+        if torch.equal(values[: len(probe)], expected):
+            matches[column] = values
+    if not matches:
+        raise DataError(f"CRD could not tell which of the columns {candidates} holds the training labels")
+    columns = list(matches)
+    if any(not torch.equal(matches[columns[0]], matches[c]) for c in columns[1:]):
+        raise DataError(
+            f"CRD could not tell which of the columns {columns} holds the training labels; keep only the label column"
+        )
+    return matches[columns[0]]
+
+
+def _is_integer_feature(feature: Any) -> bool:
+    import datasets
+
+    if isinstance(feature, datasets.ClassLabel):
+        return True
+    return isinstance(feature, datasets.Value) and feature.dtype.startswith(("int", "uint"))
+
+
+class ContrastiveDataset(torch.utils.data.Dataset):
+    """A training set whose batches also carry ``index``, ``contrast_index`` ``[B, K+1]`` and ``n_data``.
+
+    Batches come from the wrapped dataset's ``__getitems__`` (a dict batch from ``DecodedImageDataset``, or a list of
+    items from a ``datasets.Dataset``, stacked here), so the sampler runs once per batch, vectorised. ``n_data`` (the
+    training-set size, a Python int) lets the CRD method size its memory bank from the example batch.
+    """
+
+    def __init__(self, dataset: Any, nce_k: int, mode: str = "exact", labels: torch.Tensor | None = None) -> None:
+        self.dataset = dataset
+        self.labels = training_labels(dataset) if labels is None else torch.as_tensor(labels).to(torch.int64)
+        if len(self.labels) != len(dataset):
+            raise DataError(f"CRD has {len(self.labels)} labels for a training set of {len(dataset)} examples")
+        self.sampler = ContrastSampler(self.labels, nce_k, mode)
+
+    @property
+    def n_data(self) -> int:
+        return self.sampler.n_data
+
+    @property
+    def nce_k(self) -> int:
+        """K actually used (``crd_nce_k``, or less on a small dataset)."""
+        return self.sampler.nce_k
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitems__(self, indices: Sequence[int]) -> dict[str, Any]:
+        index = torch.as_tensor(list(indices), dtype=torch.int64)
+        if hasattr(self.dataset, "__getitems__"):
+            items = self.dataset.__getitems__(list(indices))
+        else:
+            items = [self.dataset[i] for i in indices]
+        batch = dict(collate_image_batch(items))
+        batch["index"] = index
+        batch["contrast_index"] = self.sampler.sample(index, self.labels[index])
+        batch["n_data"] = self.n_data
+        return batch
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return {k: v[0] if isinstance(v, torch.Tensor) else v for k, v in self.__getitems__([i]).items()}
+
+
+def contrastive_dataset(dataset: Any, nce_k: int, mode: str = "exact") -> ContrastiveDataset:
+    """Wrap ``dataset`` for CRD (an already wrapped one is re-wrapped around its inner dataset)."""
+    if isinstance(dataset, ContrastiveDataset):
+        dataset = dataset.dataset
+    return ContrastiveDataset(dataset, nce_k, mode)
