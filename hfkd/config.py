@@ -161,7 +161,10 @@ class DistillationConfig(TrainingArguments):
     dist_gamma: float = field(default=2.0, metadata={"help": "DIST: weight of the intra-class relation term."})
     logit_standardization: bool = field(
         default=False,
-        metadata={"help": "Standardise student and teacher logits (z-score per sample) before the KD / DKD terms."},
+        metadata={
+            "help": "Standardise student and teacher logits (z-score per sample) before the KD term of 'kd' and the "
+            "logits of 'dkd' (Sun et al., CVPR 2024); method 'logit_std' always does."
+        },
     )
     lr_decay_epochs: list[int] | None = field(
         default_factory=lambda: [150, 180, 210],
@@ -226,7 +229,10 @@ class DistillationConfig(TrainingArguments):
             value = getattr(self, name)
             if value is not None and value < 0:
                 raise RecipeError(f"{name} must be >= 0, got {value}")
-        for name in ("kd_temperature", "simkd_factor", "crd_feat_dim", "crd_nce_k", "crd_nce_t"):
+        for name in ("dkd_alpha", "dkd_beta", "dkd_warmup_epochs", "dist_beta", "dist_gamma", "crd_nce_m"):
+            if getattr(self, name) < 0:
+                raise RecipeError(f"{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("kd_temperature", "simkd_factor", "crd_feat_dim", "crd_nce_k", "crd_nce_t", "spherical_multiplier"):
             if getattr(self, name) <= 0:
                 raise RecipeError(f"{name} must be > 0, got {getattr(self, name)}")
         if self.crd_mode not in ("exact", "relax"):

@@ -23,8 +23,8 @@ logger = logging.getLogger(__name__)
 CONTRAST_MODES = ("exact", "relax")
 # random keys drawn in one go by the sampler (rows are processed in chunks above this): bounds its memory to 64 MiB
 _KEY_BUDGET = 1 << 24
-# a label column whose values match the transformed items' "labels" on this many leading examples is the label column
-_LABEL_PROBE = 64
+# a label column must match the transformed items' "labels" on this many leading examples
+_LABEL_PROBE = 16
 
 
 class ContrastSampler:
@@ -38,8 +38,8 @@ class ContrastSampler:
     replacement is a full permutation per item, the same order). Randomness comes from torch's global generator,
     which ``DataLoader`` seeds differently in every worker, so workers never repeat each other's draws.
 
-    When the smallest class's negative pool holds fewer than ``nce_k`` indices (a small dataset), K is lowered to
-    that pool's size with one warning, so every row is still drawn without replacement.
+    When the smallest negative pool (that of the largest class) holds fewer than ``nce_k`` indices (a small
+    dataset), K is lowered to that pool's size with one warning, so every row is still drawn without replacement.
     """
 
     def __init__(self, labels: torch.Tensor | Sequence[int], nce_k: int, mode: str = "exact") -> None:
@@ -115,7 +115,8 @@ def training_labels(dataset: Any) -> torch.Tensor:
 
     Uses a ``labels`` attribute when the dataset has one (``DecodedImageDataset``). For a ``datasets.Dataset`` with a
     per-image transform, the raw integer columns are read (one Arrow column each) and the one whose values match the
-    ``labels`` of the first few transformed items is taken.
+    ``labels`` of the transformed items is taken: a few leading items are decoded, plus one at the first position
+    where two remaining columns disagree.
     """
     labels = getattr(dataset, "labels", None)
     if labels is not None and not callable(labels):
@@ -129,25 +130,30 @@ def training_labels(dataset: Any) -> torch.Tensor:
         )
     raw = dataset.with_format(None)
     candidates = [c for c, f in raw.features.items() if _is_integer_feature(f)]
-    candidates.sort(key=lambda c: (c != "labels", c != "label", not isinstance(raw.features[c], datasets.ClassLabel)))
     if not candidates:
         raise DataError(f"CRD found no integer label column in the training set's columns {raw.column_names}")
+    columns = {c: torch.as_tensor(raw[c], dtype=torch.int64).flatten() for c in candidates}
     probe = list(range(min(_LABEL_PROBE, len(dataset))))
-    items = dataset.__getitems__(probe)
-    expected = torch.as_tensor([int(item["labels"]) for item in items], dtype=torch.int64)
-    matches = {}
-    for column in candidates:
-        values = torch.as_tensor(raw[column], dtype=torch.int64).flatten()
-        if torch.equal(values[: len(probe)], expected):
-            matches[column] = values
-    if not matches:
+    expected = _item_labels(dataset, probe)
+    columns = {c: v for c, v in columns.items() if torch.equal(v[probe], expected)}
+    # candidates that agree on the probe but differ later are told apart at their first difference
+    while len(columns) > 1:
+        first, *others = columns.values()
+        differing = [v for v in others if not torch.equal(v, first)]
+        if not differing:
+            break
+        position = int((differing[0] != first).nonzero()[0])
+        label = _item_labels(dataset, [position])
+        columns = {c: v for c, v in columns.items() if torch.equal(v[[position]], label)}
+    if not columns:
         raise DataError(f"CRD could not tell which of the columns {candidates} holds the training labels")
-    columns = list(matches)
-    if any(not torch.equal(matches[columns[0]], matches[c]) for c in columns[1:]):
-        raise DataError(
-            f"CRD could not tell which of the columns {columns} holds the training labels; keep only the label column"
-        )
-    return matches[columns[0]]
+    return next(iter(columns.values()))
+
+
+def _item_labels(dataset: Any, indices: list[int]) -> torch.Tensor:
+    """The ``labels`` of some (transformed) items, decoding only those."""
+    items = dataset.__getitems__(indices)
+    return torch.as_tensor([int(item["labels"]) for item in items], dtype=torch.int64)
 
 
 def _is_integer_feature(feature: Any) -> bool:

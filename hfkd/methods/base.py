@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from ..models.outputs import ClassifierOutput
+from .citation import Paper
 
 
 class DistillationMethod(nn.Module):
@@ -23,6 +24,8 @@ class DistillationMethod(nn.Module):
     """
 
     name: ClassVar[str] = ""
+    # the paper the method comes from (model cards link and cite it)
+    paper: ClassVar[Paper | None] = None
     # loss weights when the recipe leaves cls / div / beta unset (SimKD's run_distill.sh, spec section 2)
     default_cls: ClassVar[float] = 1.0
     default_div: ClassVar[float] = 1.0

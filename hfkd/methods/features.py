@@ -1,11 +1,15 @@
-"""Which features a method reads (spec section 1.2), and probing their shapes with an example batch."""
+"""Which features a method reads (spec section 1.2), and probing models with the example batch (spec 1.4 step 2)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
+
+from ..errors import IncompatibleSetupError, RecipeError
+from ..models.outputs import ClassifierOutput
 
 
 def stage_maps(feats: Sequence[torch.Tensor]) -> list[torch.Tensor]:
@@ -23,19 +27,61 @@ def pooled(feats: Sequence[torch.Tensor]) -> torch.Tensor:
     return feats[-1]
 
 
-@torch.no_grad()
-def probe_features(model: nn.Module, pixel_values: torch.Tensor) -> list[torch.Size]:
-    """Per-sample shapes of ``model``'s feature list on an example batch, run in eval mode (spec 1.4 step 2).
+def pooled_fp32(output: ClassifierOutput) -> torch.Tensor:
+    """The pooled vector flattened to ``[B, C]`` in fp32, the input of the pooled-feature losses."""
+    return pooled(output.feats).float().flatten(1)
 
-    The model's train/eval mode is restored afterwards; eval mode keeps BatchNorm statistics untouched.
+
+def example_pixels(student: nn.Module, example_batch: dict[str, Any] | None, method: str) -> torch.Tensor:
+    """The images that size a method's modules: the example training batch, else zeros at the student's input size.
+
+    The fallback keeps an evaluation-only trainer (no training set, hence no example batch) buildable.
     """
+    if example_batch is not None and example_batch.get("pixel_values") is not None:
+        return example_batch["pixel_values"]
+    size = getattr(student, "input_size", None) or (getattr(student, "pretrained_cfg", None) or {}).get("input_size")
+    if size is None:
+        raise RecipeError(
+            f"{method} sizes its modules from a training batch, but the trainer was given no train_dataset and the "
+            f"student declares no input size; pass train_dataset"
+        )
+    return torch.zeros(2, *size, device=next(student.parameters()).device)
+
+
+@torch.no_grad()
+def probe(model: nn.Module, pixel_values: torch.Tensor) -> ClassifierOutput:
+    """``model``'s logits and features on the example batch, in eval mode (BatchNorm statistics untouched).
+
+    The batch is moved to the model's device and floating dtype; the model's train/eval mode is restored.
+    """
+    parameter = next(model.parameters(), None)
+    if parameter is not None:
+        dtype = parameter.dtype if parameter.dtype.is_floating_point else pixel_values.dtype
+        pixel_values = pixel_values.to(device=parameter.device, dtype=dtype)
     was_training = model.training
     model.eval()
     try:
-        feats = model(pixel_values, return_features=True).feats
+        return model(pixel_values, return_features=True)
     finally:
         model.train(was_training)
-    return [f.shape[1:] for f in feats]
+
+
+def probe_features(model: nn.Module, pixel_values: torch.Tensor) -> list[torch.Size]:
+    """Per-sample shapes of ``model``'s feature list on the example batch."""
+    return [f.shape[1:] for f in probe(model, pixel_values).feats]
+
+
+def probe_pair(
+    student: nn.Module, teacher: nn.Module, example_batch: dict[str, Any] | None, method: str
+) -> tuple[list[torch.Size], list[torch.Size]]:
+    """Per-sample feature shapes of student and teacher on the example batch."""
+    pixels = example_pixels(student, example_batch, method)
+    return probe_features(student, pixels), probe_features(teacher, pixels)
+
+
+def pooled_width(model: nn.Module, example_batch: dict[str, Any] | None, method: str) -> int:
+    """Length of ``model``'s pooled vector."""
+    return probe_features(model, example_pixels(model, example_batch, method))[-1].numel()
 
 
 def _has_spatial(shape: torch.Size) -> bool:
@@ -46,8 +92,6 @@ def require_maps(shapes: Sequence[torch.Size], who: str, method: str, what: str)
     """One-sentence error when a method needs 4-D feature maps and the model gives something else (tokens)."""
     bad = [tuple(s) for s in shapes if not _has_spatial(s)]
     if bad:
-        from ..errors import IncompatibleSetupError
-
         raise IncompatibleSetupError(
             f"{method} needs {what} of the {who} to be feature maps [C, H, W], but they have shapes {bad}; "
             f"use a convolutional {who} or a method that reads pooled features or logits (kd, crd, rkd, pkt, dist)"

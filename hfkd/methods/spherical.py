@@ -1,1 +1,80 @@
-"""Placeholder: being written."""
+"""Spherical Knowledge Distillation (the published version): KD and CE on layer-normalised logits.
+
+Guo, Chen, Zheng, Chen, Yu and Song, "Reducing the Teacher-Student Gap via Spherical Knowledge Distillation",
+arXiv:2010.07485, 2020 (spec 10.1). Student and teacher logits both go through ``LN(z) * m``: layer normalisation over
+the class axis (no affine parameters, eps 1e-7, biased variance) times a multiplier ``m``, so the student matches
+the teacher's logit *direction* and the confidence gap between a large teacher and a small student disappears.
+This is the original December 2020 method, not the later variant that rescales student logits by sigma_t/sigma_s.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import RecipeError
+from .base import DistillationMethod
+from .citation import Paper
+from .registry import register_method
+
+# inside the square root, with the biased (1/C) variance, as torch's LayerNorm does
+SPHERICAL_LN_EPS = 1e-7
+
+
+def spherical_logits(logits: torch.Tensor, multiplier: float) -> torch.Tensor:
+    """``LN(z) * m`` in fp32: ``(z - mean) / sqrt(var_biased + 1e-7) * m`` over the class axis."""
+    z = logits.float()
+    return F.layer_norm(z, z.shape[-1:], eps=SPHERICAL_LN_EPS) * multiplier
+
+
+@register_method
+class SphericalKD(DistillationMethod):
+    """Spherical KD: the ``cls`` CE and the ``div`` KD term both see ``LN(z) * spherical_multiplier``; no own loss.
+
+    Defaults are the SimKD-style ``cls 1, div 1`` of the other baselines. The paper writes the loss as
+    ``(1 - alpha) * CE + alpha * KD`` with alpha 0.9, i.e. ``cls 0.1, div 0.9`` (its ImageNet run then lowers alpha
+    to 0.5 at epoch 60 and 0.1 at epoch 80); set ``cls`` / ``div`` in the recipe to match it. ``kd_temperature`` is
+    the T of the KD term (4 in the paper). Prediction is the student's own logits: LN keeps the argmax.
+    """
+
+    name = "spherical"
+    paper = Paper(
+        "Reducing the Teacher-Student Gap via Spherical Knowledge Disitllation",
+        "Jia Guo and Minghao Chen and Yao Hu and Chen Zhu and Xiaofei He and Deng Cai",
+        "arXiv:2010.07485",
+        2020,
+        "https://arxiv.org/abs/2010.07485",
+    )
+    default_cls = 1.0
+    default_div = 1.0
+    default_beta = 0.0
+
+    def __init__(self, multiplier: float = 2.0) -> None:
+        super().__init__()
+        self.multiplier = float(multiplier)
+
+    @classmethod
+    def build(
+        cls, student: nn.Module, teacher: nn.Module, config: Any, example_batch: dict[str, torch.Tensor]
+    ) -> "SphericalKD":
+        """Reads ``config.spherical_multiplier``; no trainable parts."""
+        multiplier = float(config.spherical_multiplier)
+        if not multiplier > 0:
+            raise RecipeError(f"spherical_multiplier must be > 0 (the paper uses 2 to 3), got {multiplier}")
+        return cls(multiplier)
+
+    def ce_logits(self, student_logits: torch.Tensor) -> torch.Tensor:
+        """The cross-entropy is on the normalised student logits (spec 10.1)."""
+        return spherical_logits(student_logits, self.multiplier)
+
+    def kd_logits(
+        self, student_logits: torch.Tensor, teacher_logits: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Both logit sets normalised and scaled before the trainer's tempered KL."""
+        return spherical_logits(student_logits, self.multiplier), spherical_logits(teacher_logits, self.multiplier)
+
+    def extra_repr(self) -> str:
+        return f"multiplier={self.multiplier}"

@@ -12,10 +12,15 @@ from transformers.utils import ModelOutput
 
 from . import zoo  # noqa: F401  (registers the zoo architectures)
 from .configuration_hfkd import HfkdConfig
+from .prediction_heads import build_prediction_head
 from .registry import is_zoo_model, zoo_entrypoint
 from .timm_adapter import TimmFeatureClassifier
+from .transformers_adapter import TransformersFeatureClassifier
 
 TIMM_PREFIX = "timm:"
+# a transformers image classifier, rebuilt from its config (``architecture_kwargs = {"config": config.to_dict()}``);
+# used when a method adds a prediction head, which a native transformers export cannot carry
+TRANSFORMERS_ARCHITECTURE = "transformers"
 
 
 @dataclass
@@ -28,8 +33,14 @@ class HfkdImageClassifierOutput(ModelOutput):
 
 
 def build_architecture(architecture: str, num_classes: int, kwargs: dict | None = None) -> nn.Module:
-    """A randomly initialised zoo or timm architecture with ``num_classes`` outputs."""
+    """A randomly initialised zoo, timm or transformers architecture with ``num_classes`` outputs."""
     kwargs = dict(kwargs or {})
+    if architecture == TRANSFORMERS_ARCHITECTURE:
+        from transformers import AutoConfig, AutoModelForImageClassification
+
+        values = dict(kwargs["config"])
+        config = AutoConfig.for_model(values.pop("model_type"), **{**values, "num_labels": num_classes})
+        return TransformersFeatureClassifier(AutoModelForImageClassification.from_config(config))
     if architecture.startswith(TIMM_PREFIX):
         try:
             import timm
@@ -53,18 +64,27 @@ class HfkdPreTrainedModel(PreTrainedModel):
 
 
 class HfkdForImageClassification(HfkdPreTrainedModel):
-    """A distilled student: its architecture (``self.model``) and, for some methods, a prediction head."""
+    """A distilled student: its architecture (``self.model``) and, for some methods, a prediction head.
 
-    def __init__(self, config: HfkdConfig, model: nn.Module | None = None) -> None:
+    With a head (``config.prediction_head``, e.g. SimKD's projector + reused teacher classifier) the logits are
+    ``head(feats[-2])``: the head reads the architecture's last feature map, and the architecture's own classifier
+    is not used. ``feats[-1]`` and ``classifier`` then describe the head (its pooled vector and its Linear), so the
+    export still keeps the model contract "``classifier`` maps ``feats[-1]`` to the logits".
+    """
+
+    def __init__(self, config: HfkdConfig, model: nn.Module | None = None, head: nn.Module | None = None) -> None:
         super().__init__(config)
         self.model = model if model is not None else build_architecture(
             config.architecture, config.num_labels, config.architecture_kwargs
         )
+        if head is None and config.prediction_head:
+            head = build_prediction_head(config.prediction_head)
+        self.head = head
         self.post_init()
 
     @property
     def classifier(self) -> nn.Module:
-        return self.model.classifier
+        return self.head.classifier if self.head is not None else self.model.classifier
 
     @property
     def num_classes(self) -> int:
@@ -77,7 +97,14 @@ class HfkdForImageClassification(HfkdPreTrainedModel):
         return_features: bool = False,
         **kwargs,
     ) -> HfkdImageClassifierOutput:
-        out = self.model(pixel_values, return_features=return_features)
-        loss = F.cross_entropy(out.logits.float(), labels) if labels is not None else None
-        feats = tuple(out.feats) if out.feats is not None else None
-        return HfkdImageClassifierOutput(loss=loss, logits=out.logits, feats=feats)
+        if self.head is None:
+            out = self.model(pixel_values, return_features=return_features)
+            logits, feats = out.logits, out.feats
+        else:
+            feats = self.model(pixel_values, return_features=True).feats
+            pooled = self.head.forward_pooled(feats[-2])
+            logits = self.head.classifier(pooled)
+            feats = [*feats[:-1], pooled] if return_features else None
+        loss = F.cross_entropy(logits.float(), labels) if labels is not None else None
+        feats = tuple(feats) if feats is not None else None
+        return HfkdImageClassifierOutput(loss=loss, logits=logits, feats=feats)
