@@ -18,6 +18,10 @@ from .transformers_adapter import TransformersFeatureClassifier
 # After `import hfkd`, plain `AutoModelForImageClassification.from_pretrained(export_dir)` works.
 AutoConfig.register(HfkdConfig.model_type, HfkdConfig, exist_ok=True)
 AutoModelForImageClassification.register(HfkdConfig, HfkdForImageClassification, exist_ok=True)
+# save_pretrained ships the model code (modeling_hfkd.py and every file it imports) and writes `auto_map`, so an
+# export also loads with `trust_remote_code=True` where hfkd is not installed.
+HfkdConfig.register_for_auto_class()
+HfkdForImageClassification.register_for_auto_class("AutoModelForImageClassification")
 
 __all__ = [
     "ClassifierOutput",

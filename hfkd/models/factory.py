@@ -21,7 +21,11 @@ _WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_m
 
 
 def create_model(
-    name_or_path: str, num_classes: int | None = None, trust_remote_code: bool = False, **kwargs
+    name_or_path: str,
+    num_classes: int | None = None,
+    trust_remote_code: bool = False,
+    arch: str | None = None,
+    **kwargs,
 ) -> nn.Module:
     """A model honouring hfkd's contract (``model(x, return_features=True)`` -> logits + feats, ``.classifier``).
 
@@ -42,7 +46,7 @@ def create_model(
         return model
 
     if name.endswith(_CHECKPOINT_SUFFIXES):
-        return load_reference_checkpoint(path, arch=kwargs.get("arch"))
+        return load_reference_checkpoint(path, arch=arch)
 
     if path.is_dir():
         return _load_pretrained(str(path), num_classes, trust_remote_code, where=f"directory {name!r}")

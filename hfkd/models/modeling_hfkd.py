@@ -10,7 +10,7 @@ from torch import nn
 from transformers import PreTrainedModel
 from transformers.utils import ModelOutput
 
-from . import zoo  # noqa: F401  (registers the zoo architectures)
+from .zoo import ZOO_CLASSES  # noqa: F401  (registers the zoo architectures)
 from .configuration_hfkd import HfkdConfig
 from .prediction_heads import build_prediction_head
 from .registry import is_zoo_model, zoo_entrypoint
