@@ -1,13 +1,53 @@
-"""The ``hfkd`` command: ``hfkd train RECIPE [--key value ...]``."""
+"""The ``hfkd`` command: train a recipe, push a finished run, convert a reference checkpoint."""
 
 from __future__ import annotations
 
+import argparse
 import sys
 
-USAGE = """usage: hfkd train RECIPE.yaml [--key value ...]
+from .errors import HfkdError
 
-  train    train the runs of a recipe (same as `accelerate launch hfkd/run.py RECIPE.yaml ...`)
+USAGE = """usage: hfkd {train,push,convert} ...
+
+  train RECIPE.yaml [--key value ...]     train a recipe's runs (same as `accelerate launch hfkd/run.py ...`)
+  push OUTPUT_DIR [--hub_model_id ID]     push a finished run's export, model card and records to the Hub
+  convert PTH OUTPUT_DIR [--arch NAME]    turn a SimKD / RepDistiller release checkpoint into an hfkd export
 """
+
+
+def _push(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="hfkd push", description="Push a finished run to the Hub.")
+    parser.add_argument("output_dir")
+    parser.add_argument("--hub_model_id", default=None, help="user/repo (default: the run's hub_model_id or folder)")
+    parser.add_argument("--hub_private_repo", action="store_true", help="create the repo as private")
+    parser.add_argument("--revision", default=None, help="branch to push to (default: main)")
+    args = parser.parse_args(argv)
+    from .hub import push_run
+
+    repo_id = push_run(args.output_dir, args.hub_model_id, private=args.hub_private_repo or None,
+                       revision=args.revision)
+    print(f"pushed {args.output_dir} to {repo_id}")
+    return 0
+
+
+def _convert(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="hfkd convert", description="Convert a reference .pth to an export.")
+    parser.add_argument("checkpoint", help="a .pth holding {'model': state_dict, ...}")
+    parser.add_argument("output_dir", help="a new folder for the export")
+    parser.add_argument("--arch", default=None, help="architecture, when the checkpoint's folder name does not say")
+    parser.add_argument("--dataset", default="cifar100", choices=["cifar100", "imagenet"],
+                        help="the normalisation the reference trained with")
+    parser.add_argument("--class_names", default=None, help="a text file with one class name per line")
+    args = parser.parse_args(argv)
+    from pathlib import Path
+
+    from .convert import convert_reference_checkpoint
+
+    names = Path(args.class_names).read_text().split("\n") if args.class_names else None
+    names = [n for n in names if n.strip()] if names else None
+    output = convert_reference_checkpoint(args.checkpoint, args.output_dir, args.arch, names, args.dataset)
+    print(f"wrote {output}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,8 +60,15 @@ def main(argv: list[str] | None = None) -> int:
         from .run import main as train_main
 
         return train_main(rest)
-    print(f"hfkd: error: unknown command {command!r}\n{USAGE}", file=sys.stderr)
-    return 2
+    commands = {"push": _push, "convert": _convert}
+    if command not in commands:
+        print(f"hfkd: error: unknown command {command!r}\n{USAGE}", file=sys.stderr)
+        return 2
+    try:
+        return commands[command](rest)
+    except HfkdError as err:
+        print(f"hfkd: error: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

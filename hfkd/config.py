@@ -237,6 +237,12 @@ class DistillationConfig(TrainingArguments):
                 raise RecipeError(f"{name} must be > 0, got {getattr(self, name)}")
         if self.crd_mode not in ("exact", "relax"):
             raise RecipeError(f"crd_mode {self.crd_mode!r} is not one of 'exact', 'relax'")
+        if self.hub_token:
+            # TrainingArguments are pickled into every checkpoint (training_args.bin): a token there would leak
+            raise RecipeError(
+                "hub_token must not be set in a recipe or on the command line, because checkpoints store the "
+                "training arguments; log in with `hf auth login` or set the HF_TOKEN environment variable"
+            )
         if self.lr_decay_epochs:
             self.lr_decay_epochs = sorted(int(m) for m in self.lr_decay_epochs)
         if not _has_accelerator():

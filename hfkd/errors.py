@@ -19,3 +19,7 @@ class DataError(HfkdError, ValueError):
 
 class IncompatibleSetupError(HfkdError, ValueError):
     """A teacher / student / dataset / method combination that cannot train (class counts, feature shapes)."""
+
+
+class HubError(HfkdError, RuntimeError):
+    """The Hub could not be reached or refused a request; local files are left as they were."""

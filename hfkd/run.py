@@ -22,12 +22,13 @@ from transformers import set_seed  # noqa: E402
 from transformers.trainer_utils import get_last_checkpoint  # noqa: E402
 
 from hfkd.data import load_splits, prepare_datasets  # noqa: E402
-from hfkd.errors import HfkdError, IncompatibleSetupError, RecipeError  # noqa: E402
+from hfkd.errors import HfkdError, HubError, IncompatibleSetupError, RecipeError  # noqa: E402
 from hfkd.methods import NO_DISTILLATION  # noqa: E402
 from hfkd.models import create_model  # noqa: E402
 from hfkd.models.input_adapter import adapt_teacher_inputs  # noqa: E402
 from hfkd.models.preprocessing import Preprocessing  # noqa: E402
-from hfkd.recipe import RunSpec, load_recipe, write_resolved_recipe  # noqa: E402
+from hfkd.model_card import ModelCardContext  # noqa: E402
+from hfkd.recipe import RunSpec, load_recipe, resolved_recipe, write_resolved_recipe  # noqa: E402
 from hfkd.report import write_results  # noqa: E402
 from hfkd.results import summarize_evaluations  # noqa: E402
 from hfkd.trainer import DistillationTrainer  # noqa: E402
@@ -95,8 +96,59 @@ def _set_cpu_threads(args) -> None:
     torch.set_num_threads(threads)
 
 
-def run_stage(run: RunSpec) -> dict:
-    """Train one run of a recipe; returns its results row."""
+def _teacher_accuracy(teacher) -> tuple[float | None, str | None]:
+    """The teacher's own top-1, when its source records one (an hfkd export, a reference checkpoint)."""
+    inner = getattr(teacher, "teacher", teacher)  # through a TeacherInputAdapter
+    config = getattr(inner, "config", None)
+    results = ((getattr(config, "distillation", None) or {}).get("results") or {}) if config is not None else {}
+    if results.get("top1_last") is not None:
+        return float(results["top1_last"]), "last epoch, from its hfkd export"
+    accuracy = (getattr(inner, "checkpoint_info", None) or {}).get("accuracy")
+    if accuracy is not None:
+        return float(accuracy), "as stored in its reference checkpoint"
+    return None, None
+
+
+def _card_context(run: RunSpec, splits, teacher, earlier: list[dict]) -> ModelCardContext:
+    teacher_top1, source = _teacher_accuracy(teacher) if teacher is not None else (None, None)
+    teacher_dir = Path(run.model_args.teacher).resolve() if teacher is not None else None
+    baselines = []
+    for row in earlier:
+        if row.get("top1_last") is None:
+            continue
+        is_teacher = teacher_dir is not None and Path(row["output_dir"]).resolve() == teacher_dir
+        if is_teacher:  # the teacher's own stage has its full results: show that row instead of a bare top-1
+            teacher_top1 = None
+        role = "teacher" if is_teacher else f"stage {row['stage']}"
+        baselines.append({"label": f"{role}: {row['student']} ({row['method']})", **row})
+    return ModelCardContext(
+        dataset_name=splits.name,
+        train_split=splits.train_split,
+        eval_split=splits.eval_split,
+        student_name=run.model_args.model_name_or_path,
+        teacher_name=run.model_args.teacher if teacher is not None else None,
+        teacher_top1=teacher_top1,
+        teacher_top1_source=source,
+        baselines=baselines,
+    )
+
+
+def _push_at_end(trainer: DistillationTrainer) -> None:
+    """The final push (export, card, records); a failure keeps every local file and says how to retry."""
+    repo = trainer.hub_model_id or trainer.args.hub_model_id
+    try:
+        trainer.push_to_hub(commit_message="End of training")
+    except Exception as err:  # huggingface_hub raises HTTP, connection and validation errors
+        text = str(err).strip()
+        raise HubError(
+            f"training finished but pushing {trainer.args.output_dir!r} to the Hub repo {repo!r} failed "
+            f"({text.splitlines()[0] if text else type(err).__name__}); the run's files are intact, retry with: "
+            f"hfkd push {trainer.args.output_dir} --hub_model_id {repo}"
+        ) from err
+
+
+def run_stage(run: RunSpec, earlier: list[dict] | None = None) -> dict:
+    """Train one run of a recipe; ``earlier`` are the results rows of the recipe's earlier stages (for the card)."""
     model_args, data_args, args = run.model_args, run.data_args, run.training_args
     resume = _resume_target(args)
     _check_output_dir(args, resuming=resume is not None)
@@ -128,11 +180,14 @@ def run_stage(run: RunSpec) -> dict:
         eval_dataset=data.eval_dataset,
         processing_class=data.image_processor(),
         class_names=data.label_names,
+        card_context=_card_context(run, splits, teacher, earlier or []),
     )
+    trainer.card_context.recipe = resolved_recipe(run)  # after the trainer resolved the method's default weights
     if trainer.is_world_process_zero():
         write_resolved_recipe(run)
     trainer.train(resume_from_checkpoint=resume)
     trainer.save_model()  # the clean export: config.json, model.safetensors, preprocessor_config.json
+    trainer.create_model_card()  # README.md and training_curves.png
     summary = summarize_evaluations(trainer.state.log_history)
     row = {
         "stage": run.name,
@@ -144,6 +199,8 @@ def run_stage(run: RunSpec) -> dict:
     }
     if trainer.is_world_process_zero():
         (Path(args.output_dir) / "results.json").write_text(json.dumps(row, indent=2))
+    if args.push_to_hub:
+        _push_at_end(trainer)
     trainer.accelerator.wait_for_everyone()  # a later stage may load this export as its teacher
     return row
 
@@ -165,7 +222,9 @@ def main(argv: list[str] | None = None) -> int:
     _quiet_loading_bars()
     try:
         recipe = load_recipe(argv[0], argv[1:])
-        rows = [run_stage(run) for run in recipe.runs]
+        rows: list[dict] = []
+        for run in recipe.runs:
+            rows.append(run_stage(run, earlier=rows))
     except HfkdError as err:
         print(f"hfkd: error: {err}", file=sys.stderr)
         return 2

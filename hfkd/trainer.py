@@ -13,15 +13,18 @@ from typing import Any
 import torch
 from torch import nn
 from transformers import Trainer
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, has_length
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, HubStrategy, SaveStrategy, has_length
+from transformers.utils.hub import PushInProgress, hf_api
 
 from .config import DistillationConfig
 from .data.collate import collate_image_batch
 from .distillation_model import DistillationModel, LossWeights
-from .errors import IncompatibleSetupError, RecipeError
+from .errors import HubError, IncompatibleSetupError, RecipeError
 from .export import export_student
 from .methods import METHODS, NO_DISTILLATION, build_method
 from .metrics import TopkAccuracyMetrics, ranked_predictions
+from .model_card import CURVES_IMAGE, ModelCardContext, plot_training_curves, render_model_card
+from .models import TransformersFeatureClassifier
 from .results import summarize_evaluations
 from .schedule import EpochMilestoneLR
 
@@ -60,6 +63,7 @@ class DistillationTrainer(Trainer):
         compute_metrics=None,
         preprocess_logits_for_metrics=None,
         class_names: list[str] | None = None,
+        card_context: ModelCardContext | None = None,
         **kwargs: Any,
     ) -> None:
         args = args if args is not None else DistillationConfig(output_dir="outputs/run")
@@ -87,6 +91,7 @@ class DistillationTrainer(Trainer):
         )
         self.teacher = self._prepare_teacher(teacher) if distillation_model.needs_teacher else None
         self.class_names = class_names
+        self.card_context = card_context or ModelCardContext()
         self._term_sums: dict[str, torch.Tensor] = {}
         self._term_steps = 0
         self._updates_per_epoch: int | None = None
@@ -212,6 +217,130 @@ class DistillationTrainer(Trainer):
             distillation=self.distillation_summary(),
         )
 
+    def create_model_card(self, model_name: str | None = None, output_dir: str | None = None, **kwargs: Any) -> None:
+        """Write README.md (and the training-curve image) next to the export; Trainer.push_to_hub calls this."""
+        if not self.is_world_process_zero():
+            return
+        output_dir = Path(output_dir or self.args.output_dir)
+        model = self.accelerator.unwrap_model(self.model)
+        method, weights = model.method, model.weights
+        student = model.student
+        native = isinstance(student, TransformersFeatureClassifier) and (method is None or method.export_head() is None)
+        if isinstance(student, TransformersFeatureClassifier):
+            architecture = f"transformers {student.model.config.model_type}"
+        else:
+            architecture = getattr(student, "hfkd_architecture", None) or type(student).__name__
+        head = method.export_head() if method is not None else None
+        parameters = sum(p.numel() for p in student.parameters()) + (
+            sum(p.numel() for p in head[1].parameters()) if head is not None else 0
+        )
+        repo = self.args.hub_model_id or str(output_dir)
+        remote = "" if native else ", trust_remote_code=True"
+        usage = (
+            "from transformers import pipeline\n\n"
+            f'classifier = pipeline("image-classification", model="{repo}"{remote})\n'
+            'print(classifier("image.png"))'
+        )
+        curves = plot_training_curves(self.state.log_history, output_dir / CURVES_IMAGE)
+        card = render_model_card(
+            context=self.card_context,
+            model_name=model_name or self.args.hub_model_id or self._default_model_name(),
+            method=self.args.method,
+            paper=method.paper if method is not None else None,
+            loss_formula=self._loss_formula(),
+            results=summarize_evaluations(self.state.log_history),
+            num_classes=student.num_classes,
+            student_architecture=architecture,
+            student_parameters=parameters,
+            head_note="backbone + the method's prediction head (the teacher's reused classifier)" if head else None,
+            schedule=self._schedule_summary(),
+            usage=usage,
+            curves_image=CURVES_IMAGE if curves is not None else None,
+            native_transformers=native,
+        )
+        output_dir.mkdir(parents=True, exist_ok=True)
+        (output_dir / "README.md").write_text(card)
+
+    def _default_model_name(self) -> str:
+        student = self.card_context.student_name or "student"
+        name = Path(student).name if self.args.method == NO_DISTILLATION else f"{Path(student).name}-{self.args.method}"
+        return name.replace("_", "-")
+
+    def _loss_formula(self) -> str:
+        w = self.accelerator.unwrap_model(self.model).weights
+        terms = [f"{w.cls:g}·CE" if w.cls else "", f"{w.div:g}·KD(T={w.kd_temperature:g})" if w.div else ""]
+        if w.beta and self.args.method != NO_DISTILLATION:
+            terms.append(f"{w.beta:g}·{self.args.method}")
+        return " + ".join(t for t in terms if t) or "0"
+
+    def _schedule_summary(self) -> str:
+        a = self.args
+        lr = f"lr {a.learning_rate:g}"
+        if a.lr_decay_epochs:
+            lr += f", ×{a.lr_decay_rate:g} after epochs {', '.join(str(m) for m in a.lr_decay_epochs)}"
+        else:
+            lr += f" ({a.lr_scheduler_type.value if hasattr(a.lr_scheduler_type, 'value') else a.lr_scheduler_type})"
+        optim = a.optim.value if hasattr(a.optim, "value") else a.optim
+        precision = "bf16" if a.bf16 else "fp16" if a.fp16 else "fp32"
+        return (
+            f"{a.num_train_epochs:g} epochs, batch {a.per_device_train_batch_size} × {a.world_size} process(es), "
+            f"{optim} ({a.optim_args or 'defaults'}), {lr}, weight decay {a.weight_decay:g}, {precision}"
+        )
+
+    # ---- the Hub ------------------------------------------------------------------------------------------
+
+    def init_hf_repo(self, token: str | None = None, private: bool | None = None) -> None:
+        """Create (or find) the Hub repo before training; a refusal is one sentence, not a traceback."""
+        try:
+            super().init_hf_repo(token=token, private=private)
+        except Exception as err:  # huggingface_hub raises HTTP, connection and validation errors
+            repo = self.args.hub_model_id or Path(self.args.output_dir).absolute().name
+            raise HubError(
+                f"could not create or reach the Hub repo {repo!r} ({_first_line(err)}); check the token "
+                f"(`hf auth login` or HF_TOKEN), or train without push_to_hub and run `hfkd push` later"
+            ) from err
+
+    def _push_from_checkpoint(self, checkpoint_folder: str) -> None:
+        """During training, push the clean export and card (not the checkpoint's training-state weights).
+
+        Transformers copies the checkpoint's model file into output_dir before uploading it; an hfkd checkpoint
+        holds the student together with the method's modules, so the current student is exported instead. With
+        hub_strategy ``checkpoint`` / ``all_checkpoints`` the checkpoint folder itself is uploaded as well, so a
+        run can resume from the Hub.
+        """
+        if not self.is_world_process_zero() or self.args.hub_strategy == HubStrategy.END:
+            return
+        if not self.args.hub_always_push and self.push_in_progress is not None and not self.push_in_progress.is_done():
+            return
+        self.callback_handler.on_push_begin(self.args, self.state, self.control)
+        output_dir = self.args.output_dir
+        self.export_model(output_dir)
+        self.create_model_card(model_name=self.hub_model_id.split("/")[-1])
+        if self.args.save_strategy == SaveStrategy.STEPS:
+            message = f"Training in progress, step {self.state.global_step}"
+        else:
+            message = f"Training in progress, epoch {int(self.state.epoch)}"
+        jobs = [
+            hf_api().upload_folder(
+                repo_id=self.hub_model_id, folder_path=output_dir, commit_message=message, token=self.args.hub_token,
+                run_as_future=True, ignore_patterns=["_*", f"{PREFIX_CHECKPOINT_DIR}-*"], revision=self.args.hub_revision,
+            )
+        ]
+        if self.args.hub_strategy in (HubStrategy.CHECKPOINT, HubStrategy.ALL_CHECKPOINTS):
+            path_in_repo = "last-checkpoint" if self.args.hub_strategy == HubStrategy.CHECKPOINT else Path(
+                checkpoint_folder).name
+            jobs.append(
+                hf_api().upload_folder(
+                    repo_id=self.hub_model_id, folder_path=checkpoint_folder, path_in_repo=path_in_repo,
+                    commit_message=message + ", checkpoint", token=self.args.hub_token, run_as_future=True,
+                    revision=self.args.hub_revision,
+                )
+            )
+        if self.push_in_progress is None or self.push_in_progress.is_done():
+            self.push_in_progress = PushInProgress(jobs)
+        else:
+            self.push_in_progress.jobs.extend(jobs)
+
     def distillation_summary(self) -> dict[str, Any]:
         """How this student was made and how well it does (stored in the export's config)."""
         model = self.accelerator.unwrap_model(self.model)
@@ -225,3 +354,8 @@ class DistillationTrainer(Trainer):
             "kd_temperature": weights.kd_temperature,
             "results": summarize_evaluations(self.state.log_history),
         }
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__

@@ -25,6 +25,8 @@ class ClassificationSplits:
     label_column: str
     label_names: list[str]
     name: str
+    train_split: str = "train"
+    eval_split: str = "test"
 
 
 def builtin_names() -> list[str]:
@@ -113,6 +115,7 @@ def load_splits(data_args, seed: int = 0) -> ClassificationSplits:
         stratify = label_column if isinstance(train.features[label_column], datasets.ClassLabel) else None
         parts = train.train_test_split(test_size=data_args.train_val_split, seed=seed, stratify_by_column=stratify)
         train, evaluation = parts["train"], parts["test"]
+        eval_split = f"{data_args.train_split} (held-out {data_args.train_val_split:g})"
     else:
         evaluation = dataset[eval_split]
     if data_args.max_train_samples is not None:
@@ -124,4 +127,6 @@ def load_splits(data_args, seed: int = 0) -> ClassificationSplits:
         label_names = list(label_feature.names)
     else:
         label_names = [str(i) for i in range(int(max(train[label_column])) + 1)]
-    return ClassificationSplits(train, evaluation, image_column, label_column, label_names, str(name))
+    return ClassificationSplits(
+        train, evaluation, image_column, label_column, label_names, str(name), data_args.train_split, eval_split
+    )
