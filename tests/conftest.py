@@ -16,6 +16,7 @@ import torch  # noqa: E402
 
 from hfkd.data import DecodedImageDataset  # noqa: E402
 from hfkd.data.transforms import cifar_eval_transform, cifar_train_transform  # noqa: E402
+from tests.hub_server import hub_server  # noqa: E402, F401  (the local Hub server fixture, for every test module)
 
 MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
 
