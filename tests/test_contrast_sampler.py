@@ -1,0 +1,171 @@
+"""CRD's data side (spec 5.2): contrast_index rows, the adaptive nce_k, and the training-set wrapper."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import torch
+
+import hfkd.data.contrast as contrast
+from hfkd.config import DataArguments
+from hfkd.data.contrast import ContrastiveDataset, ContrastSampler, contrastive_dataset
+from hfkd.data.pipeline import prepare_datasets
+from hfkd.errors import DataError
+
+DEVICES = ["cpu", *(["cuda"] if torch.cuda.is_available() else [])]
+
+
+def unbalanced_labels() -> torch.Tensor:
+    """Class sizes 2, 5, 9, 24 (negative pools 38, 35, 31, 16), shuffled."""
+    labels = torch.cat([torch.full((n,), c) for c, n in enumerate([2, 5, 9, 24])])
+    return labels[torch.randperm(len(labels), generator=torch.Generator().manual_seed(3))]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_exact_rows_are_index_then_distinct_negatives_of_other_classes(device):
+    labels = unbalanced_labels()
+    sampler = ContrastSampler(labels, nce_k=12)
+    assert sampler.nce_k == 12 and sampler.n_data == 40
+    index = torch.arange(40, device=device)
+    rows = sampler.sample(index, labels[index.cpu()])
+    assert rows.shape == (40, 13) and rows.dtype == torch.int64 and rows.device.type == device
+    rows = rows.cpu()
+    assert torch.equal(rows[:, 0], torch.arange(40))  # the positive comes first, and is the example itself
+    for i, row in enumerate(rows.tolist()):
+        negatives = row[1:]
+        assert len(set(negatives)) == 12  # without replacement within a row
+        assert all(0 <= j < 40 and labels[j] != labels[i] for j in negatives)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_k_equal_to_the_pool_takes_every_other_class_example(device):
+    labels = torch.tensor([0, 0, 1, 1, 1, 2])  # pools: 4, 3, 5, so K = 3 is the whole pool of class 1
+    sampler = ContrastSampler(labels, nce_k=3)
+    index = torch.tensor([2, 3, 4], device=device)  # class 1: its pool is exactly {0, 1, 5}
+    rows = sampler.sample(index, labels[index.cpu()]).cpu()
+    for row in rows.tolist():
+        assert sorted(row[1:]) == [0, 1, 5]
+
+
+def test_relax_positive_is_a_random_example_of_the_same_class():
+    labels = unbalanced_labels()
+    sampler = ContrastSampler(labels, nce_k=8, mode="relax")
+    index = torch.arange(40).repeat(20)
+    positives = sampler.sample(index, labels[index])[:, 0]
+    assert torch.equal(labels[positives], labels[index])
+    assert (positives != index).float().mean() > 0.5  # not the example itself most of the time
+    # every member of the biggest class shows up as a positive for that class
+    big = (labels == 3).nonzero().flatten()
+    assert set(positives[labels[index] == 3].tolist()) == set(big.tolist())
+
+
+def test_draws_are_fresh_and_independent():
+    labels = unbalanced_labels()
+    sampler = ContrastSampler(labels, nce_k=10)
+    index = torch.tensor([0, 0, 1, 1])
+    first, second = sampler.sample(index, labels[index]), sampler.sample(index, labels[index])
+    assert not torch.equal(first, second)
+    assert not torch.equal(first[0], first[1])  # the same example twice in a batch gets two draws
+
+
+def test_negatives_are_uniform_over_the_pool():
+    labels = unbalanced_labels()
+    sampler = ContrastSampler(labels, nce_k=10)
+    anchor = int((labels == 3).nonzero()[0])  # pool of 16 indices, 10 drawn each time
+    draws = 4000
+    rows = sampler.sample(torch.full((draws,), anchor), labels[torch.full((draws,), anchor)])[:, 1:]
+    counts = torch.bincount(rows.flatten(), minlength=40).float()
+    pool = labels != 3
+    assert torch.all(counts[~pool] == 0)
+    expected = draws * 10 / 16  # each pool member is in a uniform 10-subset of 16 with probability 10/16
+    # binomial sd = sqrt(4000 * 10/16 * 6/16) ~ 31: six sd is ~ 7.5 % of the expectation
+    assert torch.all((counts[pool] - expected).abs() < 0.075 * expected)
+
+
+def test_rows_are_drawn_in_chunks_when_the_key_matrix_would_be_large(monkeypatch):
+    monkeypatch.setattr(contrast, "_KEY_BUDGET", 70)  # two rows of 35 keys per chunk
+    labels = unbalanced_labels()
+    sampler = ContrastSampler(labels, nce_k=16)
+    index = torch.arange(40)
+    rows = sampler.sample(index, labels)
+    for i, row in enumerate(rows.tolist()):
+        assert row[0] == i and len(set(row[1:])) == 16 and all(labels[j] != labels[i] for j in row[1:])
+
+
+def test_nce_k_adapts_to_the_smallest_pool_with_one_warning(caplog, learnable_data):
+    train, _ = learnable_data  # 4 classes of 64: every pool holds 192 examples
+    with caplog.at_level(logging.WARNING, logger="hfkd.data.contrast"):
+        wrapped = contrastive_dataset(train, nce_k=16384)
+        for start in range(0, 256, 64):
+            wrapped.__getitems__(list(range(start, start + 64)))
+    assert wrapped.nce_k == 192
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert "crd_nce_k=16384" in warnings[0].getMessage() and "nce_k=192" in warnings[0].getMessage()
+
+
+def test_no_warning_when_k_fits(caplog):
+    with caplog.at_level(logging.WARNING, logger="hfkd.data.contrast"):
+        assert ContrastSampler(unbalanced_labels(), nce_k=16).nce_k == 16
+    assert not caplog.records
+
+
+def test_a_single_class_is_refused():
+    with pytest.raises(DataError, match="single class"):
+        ContrastSampler(torch.zeros(10, dtype=torch.int64), nce_k=4)
+
+
+def test_wrapper_on_decoded_dataset_adds_index_and_contrast_index(learnable_data):
+    train, _ = learnable_data
+    wrapped = ContrastiveDataset(train, nce_k=50, mode="exact")
+    assert len(wrapped) == 256 and wrapped.n_data == 256 and torch.equal(wrapped.labels, train.labels)
+    loader = torch.utils.data.DataLoader(wrapped, batch_size=32, shuffle=True, collate_fn=lambda batch: batch)
+    seen = []
+    for batch in loader:
+        assert set(batch) == {"pixel_values", "labels", "index", "contrast_index", "n_data"}
+        assert batch["pixel_values"].shape == (32, 3, 32, 32) and batch["contrast_index"].shape == (32, 51)
+        assert torch.equal(batch["labels"], train.labels[batch["index"]])
+        assert torch.equal(batch["contrast_index"][:, 0], batch["index"])
+        negatives = batch["contrast_index"][:, 1:]
+        assert torch.all(train.labels[negatives] != batch["labels"][:, None])
+        assert batch["n_data"] == 256
+        seen += batch["index"].tolist()
+    assert sorted(seen) == list(range(256))
+    item = wrapped[7]
+    assert item["index"] == 7 and item["contrast_index"].shape == (51,) and item["labels"] == train.labels[7]
+
+
+@pytest.mark.parametrize("label_column", [None, "coarse_label"])
+def test_wrapper_on_a_transformed_datasets_dataset_reads_the_right_label_column(cifar_like_dir, label_column):
+    data = prepare_datasets(
+        DataArguments(dataset_name=cifar_like_dir, transform_preset="imagenet", label_column_name=label_column)
+    )
+    train = data.train_dataset  # a datasets.Dataset with a per-image transform: items are dicts with "labels"
+    wrapped = contrastive_dataset(train, nce_k=8, mode="relax")
+    expected = torch.as_tensor(train.with_format(None)[label_column or "fine_label"])
+    assert torch.equal(wrapped.labels, expected)
+    batch = wrapped.__getitems__([3, 0, 5, 9])
+    assert batch["pixel_values"].shape == (4, 3, 224, 224)
+    assert torch.equal(batch["index"], torch.tensor([3, 0, 5, 9]))
+    assert torch.equal(batch["labels"], expected[[3, 0, 5, 9]])
+    assert batch["contrast_index"].shape == (4, 9)
+    assert torch.equal(expected[batch["contrast_index"][:, 0]], batch["labels"])  # relax: same class
+    assert torch.all(expected[batch["contrast_index"][:, 1:]] != batch["labels"][:, None])
+
+
+def test_label_columns_that_agree_at_first_are_told_apart_where_they_differ():
+    import datasets
+
+    same = [i % 3 for i in range(40)]
+    other = same[:30] + [(v + 1) % 3 for v in same[30:]]  # equal to `same` on the first 30 rows only
+    raw = datasets.Dataset.from_dict({"x": [float(i) for i in range(40)], "a": same, "b": other})
+    fetched = []
+
+    def transform(batch):
+        fetched.extend(batch["x"])
+        return {"pixel_values": [torch.tensor([x]) for x in batch["x"]], "labels": batch["b"]}
+
+    wrapped = contrastive_dataset(raw.with_transform(transform), nce_k=4)
+    assert wrapped.labels.tolist() == other
+    assert len(fetched) == 17  # the 16 leading items, then the first row where the two columns differ
