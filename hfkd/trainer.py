@@ -7,6 +7,7 @@ distributed set-up are transformers' and Accelerate's own.
 from __future__ import annotations
 
 import logging
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,8 @@ from .results import summarize_evaluations
 from .schedule import EpochMilestoneLR
 
 logger = logging.getLogger(__name__)
+# where checkpoint folders are copied while they upload (a "_" name: never part of a model push)
+PUSH_STAGING = "_push_staging"
 
 
 def example_batch(dataset, collator, size: int = 2) -> dict[str, torch.Tensor]:
@@ -327,15 +330,19 @@ class DistillationTrainer(Trainer):
             )
         ]
         if self.args.hub_strategy in (HubStrategy.CHECKPOINT, HubStrategy.ALL_CHECKPOINTS):
-            path_in_repo = "last-checkpoint" if self.args.hub_strategy == HubStrategy.CHECKPOINT else Path(
-                checkpoint_folder).name
-            jobs.append(
-                hf_api().upload_folder(
-                    repo_id=self.hub_model_id, folder_path=checkpoint_folder, path_in_repo=path_in_repo,
-                    commit_message=message + ", checkpoint", token=self.args.hub_token, run_as_future=True,
-                    revision=self.args.hub_revision,
-                )
+            name = Path(checkpoint_folder).name
+            path_in_repo = "last-checkpoint" if self.args.hub_strategy == HubStrategy.CHECKPOINT else name
+            # upload a staged copy: save_total_limit may delete the checkpoint folder before an async upload ends
+            staging = Path(output_dir) / PUSH_STAGING / name
+            shutil.rmtree(staging, ignore_errors=True)
+            shutil.copytree(checkpoint_folder, staging)
+            job = hf_api().upload_folder(
+                repo_id=self.hub_model_id, folder_path=str(staging), path_in_repo=path_in_repo,
+                commit_message=message + ", checkpoint", token=self.args.hub_token, run_as_future=True,
+                revision=self.args.hub_revision,
             )
+            job.add_done_callback(lambda _: shutil.rmtree(staging, ignore_errors=True))
+            jobs.append(job)
         if self.push_in_progress is None or self.push_in_progress.is_done():
             self.push_in_progress = PushInProgress(jobs)
         else:
