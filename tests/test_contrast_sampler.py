@@ -52,7 +52,8 @@ def test_relax_positive_is_a_random_example_of_the_same_class():
     labels = unbalanced_labels()
     sampler = ContrastSampler(labels, nce_k=8, mode="relax")
     index = torch.arange(40).repeat(20)
-    positives = sampler.sample(index, labels[index])[:, 0]
+    # every example once per epoch, for 20 epochs: each epoch draws its positive afresh
+    positives = torch.cat([sampler.sample(index[:40], labels[:40], epoch=e)[:, 0] for e in range(20)])
     assert torch.equal(labels[positives], labels[index])
     assert (positives != index).float().mean() > 0.5  # not the example itself most of the time
     # every member of the biggest class shows up as a positive for that class
@@ -60,13 +61,16 @@ def test_relax_positive_is_a_random_example_of_the_same_class():
     assert set(positives[labels[index] == 3].tolist()) == set(big.tolist())
 
 
-def test_draws_are_fresh_and_independent():
+def test_draws_are_fresh_each_epoch_and_a_function_of_seed_epoch_and_index():
     labels = unbalanced_labels()
     sampler = ContrastSampler(labels, nce_k=10)
-    index = torch.tensor([0, 0, 1, 1])
-    first, second = sampler.sample(index, labels[index]), sampler.sample(index, labels[index])
-    assert not torch.equal(first, second)
-    assert not torch.equal(first[0], first[1])  # the same example twice in a batch gets two draws
+    index = torch.tensor([0, 1, 2, 3])
+    first = sampler.sample(index, labels[index], epoch=0)
+    assert torch.equal(first, sampler.sample(index, labels[index], epoch=0))  # reproducible (resume, other ranks)
+    assert torch.equal(first[2:], sampler.sample(index[2:], labels[index[2:]], epoch=0))  # whatever the batch
+    assert not torch.equal(first, sampler.sample(index, labels[index], epoch=1))  # a fresh draw every epoch
+    assert not torch.equal(first, sampler.sample(index, labels[index], epoch=0, seed=1))
+    assert not torch.equal(first[0, 1:], first[1, 1:])  # examples draw independently
 
 
 def test_negatives_are_uniform_over_the_pool():
@@ -74,7 +78,8 @@ def test_negatives_are_uniform_over_the_pool():
     sampler = ContrastSampler(labels, nce_k=10)
     anchor = int((labels == 3).nonzero()[0])  # pool of 16 indices, 10 drawn each time
     draws = 4000
-    rows = sampler.sample(torch.full((draws,), anchor), labels[torch.full((draws,), anchor)])[:, 1:]
+    one = torch.tensor([anchor])
+    rows = torch.cat([sampler.sample(one, labels[one], epoch=e)[:, 1:] for e in range(draws)])  # one per epoch
     counts = torch.bincount(rows.flatten(), minlength=40).float()
     pool = labels != 3
     assert torch.all(counts[~pool] == 0)

@@ -79,7 +79,7 @@ def test_normalize_and_crop_flip():
     out = Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))(images)
     assert torch.allclose(out, (images.float() / 255 - 0.5) / 0.5)
     torch.manual_seed(0)
-    cropped = RandomCropFlip(padding=1)(images)
+    cropped = RandomCropFlip(padding=1)(images, torch.arange(2), epoch=0)
     assert cropped.shape == images.shape and cropped.dtype == torch.uint8
     padded = torch.nn.functional.pad(images, (1, 1, 1, 1))
     for b in range(2):  # every output is some 4x4 window of the zero-padded input, possibly mirrored
@@ -91,9 +91,15 @@ def test_normalize_and_crop_flip():
 def test_augmentation_is_random_in_training_and_fixed_in_evaluation():
     data = prepare_datasets(DataArguments(dataset_name="builtin:cifar10-quickstart", max_train_samples=64,
                                           max_eval_samples=64))
-    a = data.train_dataset.__getitems__(list(range(64)))["pixel_values"]
-    b = data.train_dataset.__getitems__(list(range(64)))["pixel_values"]
+    train = data.train_dataset
+    a = train.__getitems__(list(range(64)))["pixel_values"]
+    # a draw is a function of (seed, epoch, index): the same within an epoch, whichever batch the example is in
+    assert torch.equal(a[10:20], train.__getitems__(list(range(10, 20)))["pixel_values"])
+    train.set_epoch(1)
+    b = train.__getitems__(list(range(64)))["pixel_values"]
     assert not torch.equal(a, b)
+    changed = (a != b).flatten(1).any(1).float().mean().item()
+    assert changed > 0.8  # nearly every example gets a fresh crop / flip in a new epoch (9 x 9 x 2 outcomes)
     c = data.eval_dataset.__getitems__(list(range(64)))["pixel_values"]
     d = data.eval_dataset.__getitems__(list(range(64)))["pixel_values"]
     assert torch.equal(c, d)

@@ -17,6 +17,7 @@ import torch
 
 from ..errors import DataError, RecipeError
 from .collate import collate_image_batch
+from .keyed_random import keyed_hash, keyed_integers
 
 logger = logging.getLogger(__name__)
 
@@ -35,8 +36,10 @@ class ContrastSampler:
     cut out. A row's K negatives are the K largest of uniform random keys over its pool (keys past the end of a
     smaller pool are masked to -1): a uniform K-subset, hence no repeats within a row. This costs O(N) memory, not
     the O(classes x N) of a per-class table, and O(B x N) time per batch (the reference's per-item ``choice`` without
-    replacement is a full permutation per item, the same order). Randomness comes from torch's global generator,
-    which ``DataLoader`` seeds differently in every worker, so workers never repeat each other's draws.
+    replacement is a full permutation per item, the same order). Each row's keys come from a generator seeded with
+    (seed, epoch, dataset index) (``keyed_random``): an epoch gives every example a fresh draw, and the draw does not
+    depend on the process, worker or batch the example lands in, so data-parallel and resumed runs draw exactly what
+    a single uninterrupted run draws.
 
     When the smallest negative pool (that of the largest class) holds fewer than ``nce_k`` indices (a small
     dataset), K is lowered to that pool's size with one warning, so every row is still drawn without replacement.
@@ -81,7 +84,17 @@ class ContrastSampler:
             self._tables[device] = (self._order.to(device), self._start.to(device), self._counts.to(device))
         return self._tables[device]
 
-    def sample(self, index: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def _row_keys(self, index: torch.Tensor, seed: int, epoch: int, slot: int, width: int) -> torch.Tensor:
+        """``[B, width]`` uniform keys, row ``b`` from a generator seeded by (seed, epoch, index[b], slot)."""
+        seeds = keyed_hash(seed, epoch, index, slot).tolist()
+        keys = torch.empty(len(seeds), width, device=index.device)
+        generator = torch.Generator(device=index.device)
+        for row, row_seed in enumerate(seeds):
+            generator.manual_seed(row_seed)
+            torch.rand(width, generator=generator, out=keys[row])
+        return keys
+
+    def sample(self, index: torch.Tensor, labels: torch.Tensor, epoch: int = 0, seed: int = 0) -> torch.Tensor:
         """``[B, K+1]`` int64 on ``index``'s device: the positive first, then K distinct other-class negatives."""
         device = index.device
         order, start, counts = self._on(device)
@@ -96,7 +109,7 @@ class ContrastSampler:
         rows = max(1, _KEY_BUDGET // width)
         for lo in range(0, size, rows):
             part = slice(lo, lo + rows)
-            keys = torch.rand(min(rows, size - lo), width, device=device)
+            keys = self._row_keys(index[part], seed, epoch, 0, width)
             keys.masked_fill_(columns >= pool[part, None], -1.0)
             position = keys.topk(k, dim=1, sorted=False).indices
             # skip over the row's own class block in the class-sorted order
@@ -105,7 +118,7 @@ class ContrastSampler:
         if self.mode == "exact":
             positive = index
         else:
-            offset = (torch.rand(size, device=device) * class_size).long().minimum(class_size - 1)
+            offset = keyed_integers(seed, epoch, index, 1, 1 << 30) % class_size
             positive = order[class_start + offset]
         return torch.cat([positive[:, None], negatives], dim=1)
 
@@ -172,8 +185,12 @@ class ContrastiveDataset(torch.utils.data.Dataset):
     training-set size, a Python int) lets the CRD method size its memory bank from the example batch.
     """
 
-    def __init__(self, dataset: Any, nce_k: int, mode: str = "exact", labels: torch.Tensor | None = None) -> None:
+    def __init__(
+        self, dataset: Any, nce_k: int, mode: str = "exact", labels: torch.Tensor | None = None, seed: int = 0
+    ) -> None:
         self.dataset = dataset
+        self.seed = seed
+        self.epoch = 0
         self.labels = training_labels(dataset) if labels is None else torch.as_tensor(labels).to(torch.int64)
         if len(self.labels) != len(dataset):
             raise DataError(f"CRD has {len(self.labels)} labels for a training set of {len(dataset)} examples")
@@ -191,6 +208,12 @@ class ContrastiveDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.dataset)
 
+    def set_epoch(self, epoch: int) -> None:
+        """The epoch the next batches belong to (for the keyed draws); forwarded to the wrapped dataset."""
+        self.epoch = int(epoch)
+        if hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(epoch)
+
     def __getitems__(self, indices: Sequence[int]) -> dict[str, Any]:
         index = torch.as_tensor(list(indices), dtype=torch.int64)
         if hasattr(self.dataset, "__getitems__"):
@@ -199,7 +222,7 @@ class ContrastiveDataset(torch.utils.data.Dataset):
             items = [self.dataset[i] for i in indices]
         batch = dict(collate_image_batch(items))
         batch["index"] = index
-        batch["contrast_index"] = self.sampler.sample(index, self.labels[index])
+        batch["contrast_index"] = self.sampler.sample(index, self.labels[index], self.epoch, self.seed)
         batch["n_data"] = self.n_data
         return batch
 
@@ -207,8 +230,8 @@ class ContrastiveDataset(torch.utils.data.Dataset):
         return {k: v[0] if isinstance(v, torch.Tensor) else v for k, v in self.__getitems__([i]).items()}
 
 
-def contrastive_dataset(dataset: Any, nce_k: int, mode: str = "exact") -> ContrastiveDataset:
+def contrastive_dataset(dataset: Any, nce_k: int, mode: str = "exact", seed: int = 0) -> ContrastiveDataset:
     """Wrap ``dataset`` for CRD (an already wrapped one is re-wrapped around its inner dataset)."""
     if isinstance(dataset, ContrastiveDataset):
         dataset = dataset.dataset
-    return ContrastiveDataset(dataset, nce_k, mode)
+    return ContrastiveDataset(dataset, nce_k, mode, seed=seed)

@@ -34,14 +34,16 @@ def decode_images(dataset: datasets.Dataset, image_column: str) -> torch.Tensor:
 class DecodedImageDataset(torch.utils.data.Dataset):
     """uint8 images + int64 labels in memory; a batch is fetched and transformed in one call (``__getitems__``).
 
-    Items are ``{"pixel_values", "labels"}`` (plus ``"index"``, the example's position, when ``with_index``).
+    Items are ``{"pixel_values", "labels"}`` (plus ``"index"``, the example's position, when ``with_index``). The
+    transform is called as ``transform(images, index, epoch)``; the trainer sets the epoch (``set_epoch``) at the
+    start of every epoch, so random augmentation is a function of (seed, epoch, index).
     """
 
     def __init__(
         self,
         images: torch.Tensor,
         labels: torch.Tensor,
-        transform: Callable[[torch.Tensor], torch.Tensor],
+        transform: Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor],
         with_index: bool = False,
     ) -> None:
         if images.dtype != torch.uint8 or images.dim() != 4:
@@ -50,13 +52,17 @@ class DecodedImageDataset(torch.utils.data.Dataset):
         self.labels = labels.to(torch.int64)
         self.transform = transform
         self.with_index = with_index
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def __getitems__(self, indices: list[int]) -> dict[str, torch.Tensor]:
         index = torch.as_tensor(indices, dtype=torch.int64)
-        batch = {"pixel_values": self.transform(self.images[index]), "labels": self.labels[index]}
+        batch = {"pixel_values": self.transform(self.images[index], index, self.epoch), "labels": self.labels[index]}
         if self.with_index:
             batch["index"] = index
         return batch

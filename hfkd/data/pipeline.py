@@ -110,7 +110,7 @@ def prepare_datasets(
         train_images = decode_images(splits.train, splits.image_column)
         eval_images = decode_images(splits.eval, splits.image_column)
         mean, std, source = _choose_statistics(data_args, splits.name, train_images, model_preprocessing)
-        train = DecodedImageDataset(train_images, train_labels, cifar_train_transform(mean, std))
+        train = DecodedImageDataset(train_images, train_labels, cifar_train_transform(mean, std, seed=seed))
         evaluation = DecodedImageDataset(eval_images, eval_labels, cifar_eval_transform(mean, std))
         image_size = int(train_images.shape[-1])
     else:

@@ -1,8 +1,11 @@
 """Augmentation and normalisation presets matching the references (spec section 4.2).
 
 CIFAR-size images are kept as uint8 ``[B, C, H, W]`` batches and transformed a batch at a time (random crop with
-zero padding 4, horizontal flip, normalise), on whatever device the batch is on. Large images use torchvision's
-per-image transforms (RandomResizedCrop 224 + flip; Resize 256 + CenterCrop 224) in DataLoader workers.
+zero padding 4, horizontal flip, normalise), on whatever device the batch is on. A batch transform is called as
+``transform(images, index, epoch)``: the random crop and flip of an example are a pure function of (seed, epoch,
+dataset index), so they do not depend on the process, worker or batch it lands in (see ``keyed_random``).
+Large images use torchvision's per-image transforms (RandomResizedCrop 224 + flip; Resize 256 + CenterCrop 224) in
+DataLoader workers, with torch's per-worker random generators.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+from .keyed_random import keyed_integers
+
 
 class Normalize:
     """uint8 ``[B, C, H, W]`` -> float ``(x / 255 - mean) / std``."""
@@ -20,7 +25,7 @@ class Normalize:
         self.mean = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
         self.std = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
 
-    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+    def __call__(self, images: torch.Tensor, index: torch.Tensor | None = None, epoch: int = 0) -> torch.Tensor:
         mean, std = self.mean.to(images.device), self.std.to(images.device)
         return (images.to(torch.float32) / 255.0 - mean) / std
 
@@ -28,22 +33,26 @@ class Normalize:
 class RandomCropFlip:
     """``RandomCrop(size, padding)`` with zero padding and ``RandomHorizontalFlip(0.5)``, per image, on a batch.
 
-    Offsets are uniform in ``[0, 2 * padding]`` as in torchvision's RandomCrop. Zero padding is applied to the raw
-    pixels, before normalisation, as in the references.
+    Offsets are uniform in ``[0, 2 * padding]`` as in torchvision's RandomCrop, and each image is flipped with
+    probability 1/2; both are drawn from (seed, epoch, dataset index), so an epoch gives every example a fresh draw
+    and a repeated run (or a resumed one) the same draw. Zero padding is applied to the raw pixels, before
+    normalisation, as in the references.
     """
 
-    def __init__(self, padding: int = 4) -> None:
+    def __init__(self, padding: int = 4, seed: int = 0) -> None:
         self.padding = padding
+        self.seed = seed
 
-    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+    def __call__(self, images: torch.Tensor, index: torch.Tensor, epoch: int = 0) -> torch.Tensor:
         b, _, h, w = images.shape
         p = self.padding
         padded = F.pad(images, (p, p, p, p))
-        top = torch.randint(0, 2 * p + 1, (b, 1), device=images.device)
-        left = torch.randint(0, 2 * p + 1, (b, 1), device=images.device)
+        index = torch.as_tensor(index, device=images.device).view(b, 1)
+        top = keyed_integers(self.seed, epoch, index, 0, 2 * p + 1)
+        left = keyed_integers(self.seed, epoch, index, 1, 2 * p + 1)
         rows = top + torch.arange(h, device=images.device)  # [B, H]
         cols = left + torch.arange(w, device=images.device)  # [B, W]
-        flip = torch.rand(b, 1, device=images.device) < 0.5
+        flip = keyed_integers(self.seed, epoch, index, 2, 2) == 1
         cols = torch.where(flip, cols.flip(1), cols)
         batch = torch.arange(b, device=images.device)[:, None, None]
         # advanced indices around a slice put their dims first: [B, H, W, C]
@@ -55,14 +64,14 @@ class Compose:
     def __init__(self, *steps) -> None:
         self.steps = steps
 
-    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+    def __call__(self, images: torch.Tensor, index: torch.Tensor | None = None, epoch: int = 0) -> torch.Tensor:
         for step in self.steps:
-            images = step(images)
+            images = step(images, index, epoch)
         return images
 
 
-def cifar_train_transform(mean: Sequence[float], std: Sequence[float], padding: int = 4) -> Compose:
-    return Compose(RandomCropFlip(padding), Normalize(mean, std))
+def cifar_train_transform(mean: Sequence[float], std: Sequence[float], padding: int = 4, seed: int = 0) -> Compose:
+    return Compose(RandomCropFlip(padding, seed), Normalize(mean, std))
 
 
 def cifar_eval_transform(mean: Sequence[float], std: Sequence[float]) -> Normalize:

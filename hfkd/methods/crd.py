@@ -33,6 +33,7 @@ from .embed import LinearEmbed
 from .features import pooled_fp32, pooled_width
 from .precision import full_precision
 from .citation import Paper
+from .distributed import all_gather_rows, global_mean
 from .registry import register_method
 
 NCE_EPS = 1e-7
@@ -85,15 +86,24 @@ class ContrastMemory(nn.Module):
 
     @torch.no_grad()
     def _normalizer(self, z: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-        """Z, set on the first call to ``mean(scores) * n_data`` and fixed after (no host sync)."""
-        value = torch.where(z < 0, scores.mean() * self.n_data, z)
+        """Z, set on the first call to ``mean(scores) * n_data`` and fixed after (no host sync).
+
+        Under data parallelism the mean is over the global batch, as a single process with the whole batch has it.
+        """
+        value = torch.where(z < 0, global_mean(scores) * self.n_data, z)
         z.copy_(value)
         return value
 
     @torch.no_grad()
     def _update(self, memory: torch.Tensor, index: torch.Tensor, embedding: torch.Tensor) -> None:
-        """``memory[index] <- normalize(m * memory[index] + (1 - m) * embedding)``."""
-        mixed = memory[index].float() * self.momentum + embedding.detach().float() * (1.0 - self.momentum)
+        """``memory[index] <- normalize(m * memory[index] + (1 - m) * embedding)``.
+
+        Under data parallelism the rows of every process are gathered first, so each process applies the whole
+        global batch's update and the memories stay identical (a single process with the N-times batch does the
+        same update).
+        """
+        index, embedding = all_gather_rows(index, embedding.detach().float())
+        mixed = memory[index].float() * self.momentum + embedding * (1.0 - self.momentum)
         memory.index_copy_(0, index, l2_normalize(mixed).to(memory.dtype))
 
     def forward(
@@ -142,7 +152,7 @@ class CRD(DistillationMethod):
     @classmethod
     def prepare_train_dataset(cls, dataset: Any, config: Any) -> Any:
         """Add ``index``, ``contrast_index`` (K+1 per example) and ``n_data`` to every training batch (spec 5.2)."""
-        return contrastive_dataset(dataset, config.crd_nce_k, config.crd_mode)
+        return contrastive_dataset(dataset, config.crd_nce_k, config.crd_mode, seed=config.seed)
 
     @classmethod
     def build(

@@ -1,0 +1,53 @@
+"""Counter-based randomness: uniform, independent across counters, and identical wherever it is computed."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from hfkd.data.keyed_random import keyed_hash, keyed_integers, keyed_uniform
+from hfkd.data.transforms import RandomCropFlip
+
+N = 200_000
+
+
+def test_uniform_moments_and_independence():
+    index = torch.arange(N)
+    u = keyed_uniform(0, 1, index)
+    assert abs(u.mean().item() - 0.5) < 4 / math.sqrt(12 * N)  # 4 standard errors
+    assert abs(u.var().item() - 1 / 12) < 0.002
+    others = {
+        "slot": keyed_uniform(0, 1, index, 1),
+        "epoch": keyed_uniform(0, 2, index),
+        "seed": keyed_uniform(1, 1, index),
+        "next index": keyed_uniform(0, 1, index + 1),
+    }
+    for name, v in others.items():
+        correlation = torch.corrcoef(torch.stack([u, v]))[0, 1].item()
+        assert abs(correlation) < 4 / math.sqrt(N), name
+    bits = torch.stack([(keyed_hash(0, 1, index) >> b) & 1 for b in range(32)]).double().mean(1)
+    assert (bits - 0.5).abs().max().item() < 4 * 0.5 / math.sqrt(N)
+
+
+def test_integers_are_uniform_chi_square():
+    counts = torch.bincount(keyed_integers(3, 7, torch.arange(N), 0, 9), minlength=9).double()
+    expected = N / 9
+    chi2 = ((counts - expected) ** 2 / expected).sum().item()
+    assert chi2 < 26.1  # the 99.9 % quantile of chi-square with 8 degrees of freedom
+
+
+def test_draws_depend_only_on_the_counters():
+    index = torch.tensor([5, 17, 123456])
+    whole = keyed_hash(11, 4, torch.arange(123457))
+    assert torch.equal(keyed_hash(11, 4, index), whole[index])  # not on the batch an index lands in
+    assert keyed_hash(11, 4, index).dtype == torch.int64 and int(whole.max()) < 2**32 and int(whole.min()) >= 0
+
+
+def test_crop_flip_of_an_example_is_the_same_in_any_batch():
+    images = torch.randint(0, 255, (6, 3, 8, 8), dtype=torch.uint8)
+    augment = RandomCropFlip(padding=2, seed=0)
+    together = augment(images, torch.arange(6), epoch=3)
+    apart = torch.cat([augment(images[i : i + 1], torch.tensor([i]), epoch=3) for i in range(6)])
+    assert torch.equal(together, apart)
+    assert not torch.equal(augment(images, torch.arange(6), epoch=4), together)
