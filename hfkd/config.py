@@ -246,10 +246,12 @@ class DistillationConfig(TrainingArguments):
         if self.lr_decay_epochs:
             self.lr_decay_epochs = sorted(int(m) for m in self.lr_decay_epochs)
         if not _has_accelerator():
-            # on a machine with no GPU at all, bf16 means CPU autocast (transformers otherwise refuses bf16), and
-            # pinned memory has nothing to pin for
-            if self.bf16:
-                self.use_cpu = True
+            if self.fp16:
+                raise RecipeError("fp16 needs a GPU, and this machine has none; use bf16: true for CPU autocast")
+            # on a machine with no GPU at all the CPU is the device: use_cpu makes bf16 mean CPU autocast (transformers
+            # otherwise refuses bf16) and lets several launched processes form a gloo process group; pinned memory
+            # has nothing to pin for
+            self.use_cpu = True
             self.dataloader_pin_memory = False
         super().__post_init__()
 

@@ -23,3 +23,7 @@ class IncompatibleSetupError(HfkdError, ValueError):
 
 class HubError(HfkdError, RuntimeError):
     """The Hub could not be reached or refused a request; local files are left as they were."""
+
+
+class TrainingDivergedError(HfkdError, RuntimeError):
+    """A loss term became nan or inf; training stopped without writing a checkpoint after it."""

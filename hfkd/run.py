@@ -19,8 +19,8 @@ import os  # noqa: E402
 import torch  # noqa: E402
 
 from transformers import set_seed  # noqa: E402
-from transformers.trainer_utils import get_last_checkpoint  # noqa: E402
 
+from hfkd.checkpoints import is_complete, latest_complete_checkpoint  # noqa: E402
 from hfkd.data import load_splits, prepare_datasets  # noqa: E402
 from hfkd.errors import HfkdError, HubError, IncompatibleSetupError, RecipeError  # noqa: E402
 from hfkd.methods import NO_DISTILLATION  # noqa: E402
@@ -42,11 +42,19 @@ def _resume_target(args) -> str | bool | None:
     if value is None or str(value).lower() in ("false", "none", ""):
         return None
     if str(value).lower() == "true":
-        if get_last_checkpoint(args.output_dir) is None:
-            raise RecipeError(f"resume_from_checkpoint is true but {args.output_dir!r} holds no checkpoint-* folder")
-        return True
+        latest = latest_complete_checkpoint(args.output_dir)
+        if latest is None:
+            raise RecipeError(
+                f"resume_from_checkpoint is true but {args.output_dir!r} holds no complete checkpoint-* folder"
+            )
+        return str(latest)
     if not Path(value).is_dir():
         raise RecipeError(f"resume_from_checkpoint {value!r} is not a checkpoint directory")
+    if not is_complete(value):
+        raise RecipeError(
+            f"checkpoint {value!r} is incomplete (the run was stopped while saving it); resume from an earlier one "
+            f"or with --resume_from_checkpoint true"
+        )
     return value
 
 

@@ -13,14 +13,15 @@ from typing import Any
 
 import torch
 from torch import nn
-from transformers import Trainer
+from transformers import Trainer, TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, HubStrategy, SaveStrategy, has_length
 from transformers.utils.hub import PushInProgress, hf_api
 
+from .checkpoints import latest_complete_checkpoint
 from .config import DistillationConfig
 from .data.collate import collate_image_batch
 from .distillation_model import DistillationModel, LossWeights
-from .errors import HubError, IncompatibleSetupError, RecipeError
+from .errors import HubError, IncompatibleSetupError, RecipeError, TrainingDivergedError
 from .export import export_student
 from .methods import METHODS, NO_DISTILLATION, build_method
 from .metrics import TopkAccuracyMetrics, ranked_predictions
@@ -30,8 +31,22 @@ from .results import summarize_evaluations
 from .schedule import EpochMilestoneLR
 
 logger = logging.getLogger(__name__)
+# how often (optimizer steps) the device-side non-finite flags are read back on an accelerator; every step on a CPU
+DIVERGENCE_CHECK_STEPS = 25
+# the teacher is checked on at most this many evaluation examples (spread over the set) before distillation
+TEACHER_CHECK_EXAMPLES = 2048
 # where checkpoint folders are copied while they upload (a "_" name: never part of a model push)
 PUSH_STAGING = "_push_staging"
+
+
+class _DatasetEpoch(TrainerCallback):
+    """Tells the training set which epoch starts, so its keyed random draws (augmentation, CRD negatives) advance."""
+
+    def __init__(self, dataset) -> None:
+        self.dataset = dataset
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        self.dataset.set_epoch(int(state.epoch or 0))
 
 
 def example_batch(dataset, collator, size: int = 2) -> dict[str, torch.Tensor]:
@@ -93,11 +108,16 @@ class DistillationTrainer(Trainer):
             **kwargs,
         )
         self.teacher = self._prepare_teacher(teacher) if distillation_model.needs_teacher else None
+        if hasattr(self.train_dataset, "set_epoch"):
+            self.add_callback(_DatasetEpoch(self.train_dataset))
         self.class_names = class_names
         self.card_context = card_context or ModelCardContext()
         self._term_sums: dict[str, torch.Tensor] = {}
         self._term_steps = 0
+        # first step (0 = none yet) at which a loss term was not finite, and which terms: kept on the device
+        self._divergence: tuple[list[str], torch.Tensor, torch.Tensor] | None = None
         self._updates_per_epoch: int | None = None
+        self.teacher_top1: float | None = None
 
     # ---- set-up -------------------------------------------------------------------------------------------
 
@@ -137,6 +157,19 @@ class DistillationTrainer(Trainer):
         teacher.requires_grad_(False)
         # placed on the device (and in the same autocast) for inference only: no DDP wrapper, no gradient buckets
         return self.accelerator.prepare_model(teacher, evaluation_mode=True)
+
+    def train(self, resume_from_checkpoint: str | bool | None = None, **kwargs: Any):
+        """Trainer.train, where ``resume_from_checkpoint=True`` means the latest *complete* checkpoint."""
+        if resume_from_checkpoint is True:
+            latest = latest_complete_checkpoint(self.args.output_dir)
+            if latest is None:
+                raise RecipeError(f"there is no complete checkpoint in {self.args.output_dir!r} to resume from")
+            resume_from_checkpoint = str(latest)
+        self.teacher_top1 = self.check_teacher()
+        if self.teacher_top1 is not None and self.card_context.teacher_top1 is None:
+            self.card_context.teacher_top1 = self.teacher_top1
+            self.card_context.teacher_top1_source = "measured by hfkd before distillation"
+        return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
 
     # ---- optimisation -------------------------------------------------------------------------------------
 
@@ -183,7 +216,87 @@ class DistillationTrainer(Trainer):
             for name, value in outputs["terms"].items():
                 self._term_sums[name] = self._term_sums.get(name, 0.0) + value
             self._term_steps += 1
+            self._track_divergence(outputs)
         return (outputs["loss"], outputs) if return_outputs else outputs["loss"]
+
+    # ---- no silent failure ---------------------------------------------------------------------------------
+
+    def _track_divergence(self, outputs: dict) -> None:
+        """Record, on the device, the first step whose loss terms are not finite (no host sync here)."""
+        names = [*outputs["terms"], "loss"]
+        values = torch.stack([*outputs["terms"].values(), outputs["loss"].detach().float()])
+        bad = ~torch.isfinite(values)
+        step = self.state.global_step + 1
+        if self._divergence is None or self._divergence[0] != names:
+            zero = torch.zeros((), dtype=torch.int64, device=values.device)
+            self._divergence = (names, zero, torch.zeros_like(bad))
+        _, first, terms = self._divergence
+        hit = bad.any() & (first == 0)
+        first.copy_(torch.where(hit, torch.full_like(first, step), first))
+        terms.copy_(torch.where(hit, bad, terms))
+        if self.args.device.type == "cpu" or step % DIVERGENCE_CHECK_STEPS == 0:
+            self._raise_if_diverged()
+
+    def _raise_if_diverged(self) -> None:
+        if self._divergence is None:
+            return
+        names, first, terms = self._divergence
+        step = int(first)
+        if step == 0:
+            return
+        bad = [name for name, flag in zip(names, terms.tolist()) if flag]
+        term = next((name for name in bad if name != "loss"), "loss")
+        latest = latest_complete_checkpoint(self.args.output_dir)
+        kept = f"the last checkpoint, {latest}, is from before it" if latest else "no checkpoint was written"
+        raise TrainingDivergedError(
+            f"training stopped: the loss term {term!r} became nan or inf at step {step}; {kept}; lower the "
+            f"learning rate or the term's weight, or check the data"
+        )
+
+    def _save_checkpoint(self, model, trial) -> None:
+        self._raise_if_diverged()  # never write a checkpoint of weights that met a nan or inf loss
+        super()._save_checkpoint(model, trial)
+
+    def check_teacher(self) -> float | None:
+        """The teacher's top-1 (%) on up to TEACHER_CHECK_EXAMPLES evaluation examples, with a warning when it
+        is near chance (a wrong checkpoint, normalisation or label order). None when there is nothing to check."""
+        if self.teacher is None or self.eval_dataset is None:
+            return None
+        size = len(self.eval_dataset)
+        stride = max(1, size // TEACHER_CHECK_EXAMPLES)
+        subset = torch.utils.data.Subset(self.eval_dataset, list(range(0, size, stride))[:TEACHER_CHECK_EXAMPLES])
+        loader = torch.utils.data.DataLoader(
+            subset, batch_size=self.args.per_device_eval_batch_size, collate_fn=self.data_collator
+        )
+        correct = torch.zeros((), dtype=torch.int64, device=self.args.device)
+        total = 0
+        with torch.no_grad():
+            for batch in loader:
+                batch = self._prepare_inputs(batch)
+                pixels = batch["pixel_values"]
+                if self.args.channels_last and pixels.dim() == 4:
+                    pixels = pixels.contiguous(memory_format=torch.channels_last)
+                logits = self.teacher(pixels).logits
+                correct += (logits.argmax(-1) == batch["labels"]).sum()
+                total += len(batch["labels"])
+        top1 = 100.0 * int(correct) / max(total, 1)
+        num_classes = _class_count(self.teacher) or 1
+        chance = 100.0 / num_classes
+        if top1 < 2 * chance:
+            logger.warning(
+                "the teacher reaches %.1f %% top-1 on %d evaluation examples, near chance (%.1f %% for %d classes): "
+                "check its checkpoint, its input normalisation and its label order before distilling from it",
+                top1, total, chance, num_classes,
+            )
+        return top1
+
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        """Predictions without a batch loss: the evaluation loss is the exact per-example mean computed with the
+        metrics (the Trainer's batch-mean losses count padded duplicates under data parallelism)."""
+        if prediction_loss_only or self.compute_metrics is None:
+            return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys)
+        _, logits, labels = super().prediction_step(model, inputs, False, ignore_keys)
+        return None, logits, labels
 
     # ---- logging ---------------------------------------------------------------------------------------------
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import numpy as np
+import math
+
 import pytest
 import torch
 from transformers import EvalPrediction
@@ -25,9 +26,13 @@ def test_topk_values():
 
 def test_ranked_predictions_and_trainer_metrics_agree_with_argmax():
     logits = torch.tensor([[0.1, 0.9, 0.3], [2.0, -1.0, 0.5], [0.0, 0.2, 0.1]])
-    ranked = ranked_predictions(logits)
-    assert ranked.tolist() == [[1, 2, 0], [0, 2, 1], [1, 2, 0]]  # k clipped to the class count
-    labels = np.array([1, 2, 2])
-    scores = TopkAccuracyMetrics()(EvalPrediction(predictions=ranked.numpy(), label_ids=labels))
+    labels = torch.tensor([1, 2, 2])
+    summary = ranked_predictions(logits, labels)
+    assert summary[:, :3].tolist() == [[1, 2, 0], [0, 2, 1], [1, 2, 0]]  # k clipped to the class count
+    # the last column is each example's cross-entropy: -log softmax(z)[y]
+    expected = [-math.log(math.exp(z[y]) / sum(math.exp(v) for v in z)) for z, y in zip(logits.tolist(), [1, 2, 2])]
+    assert summary[:, 3].tolist() == pytest.approx(expected, rel=1e-6)
+    scores = TopkAccuracyMetrics()(EvalPrediction(predictions=summary.numpy(), label_ids=labels.numpy()))
     assert scores["top1"] == pytest.approx(100 / 3)
     assert scores["top5"] == pytest.approx(100.0)
+    assert scores["loss"] == pytest.approx(sum(expected) / 3, rel=1e-6)

@@ -145,20 +145,29 @@ def test_teacher_is_frozen_and_never_trained_or_saved(tmp_path, learnable_data):
 
 def test_teacher_runs_only_in_training_steps(tmp_path, learnable_data):
     teacher = create_model("resnet8", num_classes=4)
-    calls = []
-    teacher.register_forward_hook(lambda module, args, output: calls.append(module.training))
+    phase, calls = {"now": "check"}, []
+
+    class Phase(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kwargs):
+            phase["now"] = "train"
+
+    teacher.register_forward_hook(lambda module, args, output: calls.append(phase["now"]))
     trainer = DistillationTrainer(
         model=create_model("resnet8", num_classes=4),
         teacher=teacher,
         args=config(tmp_path, method="kd", num_train_epochs=1),
         train_dataset=learnable_data[0],
         eval_dataset=learnable_data[1],
+        callbacks=[Phase()],
     )
     trainer.train()
     steps = len(learnable_data[0]) // 32
-    assert len(calls) == steps  # one call per training step, none during the per-epoch evaluation
+    # one pass over the 128 evaluation images (batch 64) checks the teacher before training
+    assert calls.count("check") == 2 and trainer.teacher_top1 is not None
+    # then one call per training step, none during the per-epoch evaluation
+    assert calls.count("train") == steps
     trainer.evaluate()
-    assert len(calls) == steps
+    assert calls.count("train") == steps
 
 
 def test_class_count_mismatch_is_one_sentence(tmp_path, learnable_data):

@@ -1,0 +1,120 @@
+"""Data parallelism: two CPU processes under `accelerate launch` (gloo) train what one process with the doubled
+batch trains, for KD and CRD: same evaluation metrics (every example counted once) and the same CRD memory.
+
+`accelerate launch --cpu --num_processes 2` starts a single process in accelerate 1.15 (its CPU launcher needs an
+MPI hostfile for more); the torchrun-based launcher (`--multi_gpu`) on a machine without a GPU starts two processes,
+which hfkd's config (use_cpu on a GPU-less machine) joins into a gloo process group.
+
+The models are BatchNorm-free (tiny ViTs): with BatchNorm, N processes normalise over their own B examples and one
+process over N*B, so the two runs differ by construction. Augmentation and CRD's negatives are keyed on
+(seed, epoch, index), so they are the same whichever process draws them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+from transformers import ViTConfig
+
+from tests.conftest import write_image_dataset
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+BATCH = 8  # per process in the 2-process run; the single process gets 2 * BATCH
+
+
+def vit_config(folder: Path, hidden: int) -> str:
+    ViTConfig(image_size=32, patch_size=8, hidden_size=hidden, num_hidden_layers=1, num_attention_heads=2,
+              intermediate_size=2 * hidden, num_labels=4).save_pretrained(folder)
+    return str(folder)
+
+
+@pytest.fixture(scope="module")
+def recipe(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("ddp")
+    data = root / "data"
+    data.mkdir()
+    # 64 training images = 4 global batches of 16; 37 evaluation images: the last batch is partial on both ranks
+    write_image_dataset(data, splits={"train": 64, "test": 37})
+    values = {
+        "dataset_name": str(data), "num_train_epochs": 2, "lr_decay_epochs": [1], "learning_rate": 0.05,
+        "per_device_eval_batch_size": 8, "save_strategy": "epoch", "disable_tqdm": True, "seed": 0,
+        "teacher": vit_config(root / "teacher", 32), "model_name_or_path": vit_config(root / "student", 16),
+        "crd_nce_k": 20, "crd_feat_dim": 8,
+        "stages": {"kd": {"method": "kd"}, "crd": {"method": "crd"}},
+    }
+    path = root / "recipe.yaml"
+    path.write_text(yaml.safe_dump(values, sort_keys=False))
+    return path
+
+
+def launch(recipe: Path, output_dir: Path, processes: int) -> None:
+    launcher = ["--multi_gpu"] if processes > 1 else ["--cpu"]
+    command = [sys.executable, "-m", "accelerate.commands.launch", *launcher, "--num_processes", str(processes),
+               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+               str(REPO_ROOT / "hfkd" / "run.py"), str(recipe), "--output_dir", str(output_dir),
+               "--per_device_train_batch_size", str(BATCH * (2 // processes))]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO_ROOT)}
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600, cwd=str(output_dir.parent))
+    assert done.returncode == 0, done.stderr[-6000:]
+
+
+@pytest.fixture(scope="module")
+def runs(recipe):
+    outputs = {}
+    for processes in (1, 2):
+        output = recipe.parent / f"out_{processes}"
+        launch(recipe, output, processes)
+        outputs[processes] = output
+    return outputs
+
+
+def history(stage_dir: Path) -> list[dict]:
+    (checkpoint,) = sorted(stage_dir.glob("checkpoint-*"))
+    return json.loads((checkpoint / "trainer_state.json").read_text())["log_history"]
+
+
+@pytest.mark.parametrize("stage", ["kd", "crd"])
+def test_two_processes_match_one_process_with_the_doubled_batch(runs, stage):
+    one, two = history(runs[1] / stage), history(runs[2] / stage)
+    evals_one = [h for h in one if "eval_top1" in h]
+    evals_two = [h for h in two if "eval_top1" in h]
+    assert len(evals_one) == len(evals_two) == 2
+    for a, b in zip(evals_one, evals_two):
+        assert a["eval_top1"] == b["eval_top1"] and a["eval_top5"] == b["eval_top5"]
+        assert a["eval_loss"] == pytest.approx(b["eval_loss"], rel=1e-4)
+    train_one = [h for h in one if "loss" in h]
+    train_two = [h for h in two if "loss" in h]
+    for a, b in zip(train_one, train_two):
+        for key in [k for k in a if k.startswith("loss")]:
+            assert a[key] == pytest.approx(b[key], rel=1e-4), key
+    # the same number of optimizer steps: the global batch is 16 in both runs
+    assert one[-1]["step"] == two[-1]["step"] == 8
+
+
+def test_evaluation_counts_every_example_once(runs):
+    for processes in (1, 2):
+        results = json.loads((runs[processes] / "kd" / "results.json").read_text())
+        # 37 images: a top-1 in % is a multiple of 100/37
+        assert round(results["top1_last"] * 37 / 100, 6) == pytest.approx(round(results["top1_last"] * 37 / 100))
+
+
+def test_crd_memory_is_the_same(runs):
+    memories = []
+    for processes in (1, 2):
+        (checkpoint,) = sorted((runs[processes] / "crd").glob("checkpoint-*"))
+        state = load_file(checkpoint / "model.safetensors")
+        memories.append({k: v for k, v in state.items() if "contrast" in k})
+    assert set(memories[0]) == {"method.contrast.memory_v1", "method.contrast.memory_v2", "method.contrast.z_v1",
+                                "method.contrast.z_v2"}
+    for key in memories[0]:
+        assert torch.allclose(memories[0][key], memories[1][key], atol=1e-5), key
+    # every row was written (64 examples, 2 epochs), so all rows are unit vectors
+    assert torch.allclose(memories[1]["method.contrast.memory_v1"].norm(dim=1), torch.ones(64), atol=1e-5)
