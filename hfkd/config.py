@@ -93,6 +93,13 @@ class DataArguments:
             "pixels, imagenet otherwise)."
         },
     )
+    augment_on_device: bool = field(
+        default=False,
+        metadata={
+            "help": "For the 'cifar' preset: ship raw uint8 batches and crop / flip / normalise them (and draw CRD's "
+            "negatives) on the training device, a batch at a time. Same draws as on the CPU; faster on a GPU."
+        },
+    )
     image_mean: list[float] | None = field(
         default=None, metadata={"help": "Normalisation mean; taken from the dataset's known statistics when not given."}
     )
@@ -191,6 +198,15 @@ class DistillationConfig(TrainingArguments):
             "help": "Apply weight decay to every parameter, BatchNorm and biases included, as the references do. "
             "False gives the transformers convention (no decay on biases and norms)."
         },
+    )
+
+    # --- reporting ---
+    reference_top1: float | None = field(
+        default=None,
+        metadata={"help": "A published top-1 (%) for this setting; `hfkd sweep` shows it beside the measured one."},
+    )
+    reference_source: str | None = field(
+        default=None, metadata={"help": "Where reference_top1 comes from (paper, table, README)."}
     )
 
     # --- transformers defaults replaced by the reference CIFAR recipe (spec 4.1) ---

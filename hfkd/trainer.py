@@ -50,10 +50,11 @@ class _DatasetEpoch(TrainerCallback):
 
 
 def example_batch(dataset, collator, size: int = 2) -> dict[str, torch.Tensor]:
-    """A small collated batch from the training set, used to size method modules (spec 1.4 step 2)."""
+    """A small collated (and, for on-device datasets, transformed) training batch that sizes method modules."""
     indices = list(range(min(size, len(dataset))))
     items = dataset.__getitems__(indices) if hasattr(dataset, "__getitems__") else [dataset[i] for i in indices]
-    return collator(items)
+    batch = collator(items)
+    return dataset.device_transform(batch, 0) if hasattr(dataset, "device_transform") else batch
 
 
 def _class_count(model: nn.Module) -> int | None:
@@ -197,6 +198,16 @@ class DistillationTrainer(Trainer):
 
     # ---- the step ------------------------------------------------------------------------------------------
 
+    def _device_transform(self, inputs: dict[str, Any], training: bool) -> dict[str, Any]:
+        """Finish a batch the dataset left raw (``augment_on_device``), on the training device."""
+        dataset = self.train_dataset if training else self.eval_dataset
+        if hasattr(dataset, "device_transform"):
+            inputs = dataset.device_transform(inputs, int(self.state.epoch or 0) if training else 0)
+        return inputs
+
+    def _prepare_inputs(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        return self._device_transform(super()._prepare_inputs(inputs), self.model.training)
+
     @torch.no_grad()
     def _teacher_forward(self, pixel_values: torch.Tensor):
         method = self.accelerator.unwrap_model(self.model).method
@@ -272,7 +283,7 @@ class DistillationTrainer(Trainer):
         total = 0
         with torch.no_grad():
             for batch in loader:
-                batch = self._prepare_inputs(batch)
+                batch = self._device_transform(Trainer._prepare_inputs(self, batch), training=False)
                 pixels = batch["pixel_values"]
                 if self.args.channels_last and pixels.dim() == 4:
                     pixels = pixels.contiguous(memory_format=torch.channels_last)

@@ -51,3 +51,28 @@ def test_crop_flip_of_an_example_is_the_same_in_any_batch():
     apart = torch.cat([augment(images[i : i + 1], torch.tensor([i]), epoch=3) for i in range(6)])
     assert torch.equal(together, apart)
     assert not torch.equal(augment(images, torch.arange(6), epoch=4), together)
+
+
+def test_on_device_augmentation_and_negatives_equal_the_cpu_path(learnable_data):
+    from hfkd.data import DecodedImageDataset
+    from hfkd.data.contrast import contrastive_dataset
+
+    train = learnable_data[0]
+    on_device = DecodedImageDataset(train.images, train.labels, train.transform, on_device=True)
+    for dataset in (train, on_device):
+        dataset.set_epoch(3)
+    indices = [5, 200, 17, 63]
+    cpu = train.__getitems__(indices)
+    raw = on_device.__getitems__(indices)
+    assert raw["pixel_values"].dtype == torch.uint8  # shipped raw: a quarter of the bytes
+    moved = on_device.device_transform(raw, epoch=3)
+    assert torch.equal(moved["pixel_values"], cpu["pixel_values"]) and "index" not in moved
+    # CRD: negatives drawn in device_transform equal those drawn in the data pipeline
+    crd_cpu, crd_device = contrastive_dataset(train, nce_k=16), contrastive_dataset(on_device, nce_k=16)
+    crd_cpu.set_epoch(2)
+    expected = crd_cpu.__getitems__(indices)
+    raw = crd_device.__getitems__(indices)
+    assert "contrast_index" not in raw
+    got = crd_device.device_transform(raw, epoch=2)
+    assert torch.equal(got["contrast_index"], expected["contrast_index"])
+    assert torch.equal(got["pixel_values"], expected["pixel_values"]) and torch.equal(got["index"], expected["index"])

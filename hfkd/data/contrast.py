@@ -222,8 +222,23 @@ class ContrastiveDataset(torch.utils.data.Dataset):
             items = [self.dataset[i] for i in indices]
         batch = dict(collate_image_batch(items))
         batch["index"] = index
-        batch["contrast_index"] = self.sampler.sample(index, self.labels[index], self.epoch, self.seed)
+        if not getattr(self.dataset, "on_device", False):  # else device_transform draws them on the device
+            batch["contrast_index"] = self.sampler.sample(index, self.labels[index], self.epoch, self.seed)
         batch["n_data"] = self.n_data
+        return batch
+
+    @property
+    def on_device(self) -> bool:
+        return getattr(self.dataset, "on_device", False)
+
+    def device_transform(self, batch: dict[str, Any], epoch: int) -> dict[str, Any]:
+        """The wrapped dataset's device transform, then the contrastive indices drawn on the batch's device."""
+        index = batch["index"]
+        if hasattr(self.dataset, "device_transform"):
+            batch = self.dataset.device_transform(batch, epoch)
+        batch = {**batch, "index": index}
+        if "contrast_index" not in batch:
+            batch["contrast_index"] = self.sampler.sample(index, batch["labels"], epoch, self.seed)
         return batch
 
     def __getitem__(self, i: int) -> dict[str, Any]:

@@ -45,6 +45,7 @@ class DecodedImageDataset(torch.utils.data.Dataset):
         labels: torch.Tensor,
         transform: Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor],
         with_index: bool = False,
+        on_device: bool = False,
     ) -> None:
         if images.dtype != torch.uint8 or images.dim() != 4:
             raise ValueError("images must be uint8 [N, C, H, W]")
@@ -52,6 +53,7 @@ class DecodedImageDataset(torch.utils.data.Dataset):
         self.labels = labels.to(torch.int64)
         self.transform = transform
         self.with_index = with_index
+        self.on_device = on_device
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -62,9 +64,21 @@ class DecodedImageDataset(torch.utils.data.Dataset):
 
     def __getitems__(self, indices: list[int]) -> dict[str, torch.Tensor]:
         index = torch.as_tensor(indices, dtype=torch.int64)
+        if self.on_device:  # raw uint8 and the indices; device_transform runs where the batch is trained on
+            return {"pixel_values": self.images[index], "labels": self.labels[index], "index": index}
         batch = {"pixel_values": self.transform(self.images[index], index, self.epoch), "labels": self.labels[index]}
         if self.with_index:
             batch["index"] = index
+        return batch
+
+    def device_transform(self, batch: dict[str, torch.Tensor], epoch: int) -> dict[str, torch.Tensor]:
+        """Transform a batch that ``__getitems__`` left raw (``on_device``), on whatever device it now is."""
+        if batch["pixel_values"].dtype != torch.uint8:
+            return batch
+        pixels = self.transform(batch["pixel_values"], batch["index"], epoch)
+        batch = {**batch, "pixel_values": pixels}
+        if not self.with_index:
+            batch.pop("index")
         return batch
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:

@@ -110,8 +110,11 @@ def prepare_datasets(
         train_images = decode_images(splits.train, splits.image_column)
         eval_images = decode_images(splits.eval, splits.image_column)
         mean, std, source = _choose_statistics(data_args, splits.name, train_images, model_preprocessing)
-        train = DecodedImageDataset(train_images, train_labels, cifar_train_transform(mean, std, seed=seed))
-        evaluation = DecodedImageDataset(eval_images, eval_labels, cifar_eval_transform(mean, std))
+        on_device = data_args.augment_on_device
+        train = DecodedImageDataset(
+            train_images, train_labels, cifar_train_transform(mean, std, seed=seed), on_device=on_device
+        )
+        evaluation = DecodedImageDataset(eval_images, eval_labels, cifar_eval_transform(mean, std), on_device=on_device)
         image_size = int(train_images.shape[-1])
     else:
         mean, std, source = _choose_statistics(data_args, splits.name, None, model_preprocessing)
