@@ -7,11 +7,12 @@ import sys
 
 from .errors import HfkdError
 
-USAGE = """usage: hfkd {train,push,convert} ...
+USAGE = """usage: hfkd {train,push,convert,sweep} ...
 
   train RECIPE.yaml [--key value ...]     train a recipe's runs (same as `accelerate launch hfkd/run.py ...`)
   push OUTPUT_DIR [--hub_model_id ID]     push a finished run's export, model card and records to the Hub
   convert PTH OUTPUT_DIR [--arch NAME]    turn a SimKD / RepDistiller release checkpoint into an hfkd export
+  sweep RECIPES... [--seeds 0 1 2]        run recipes x seeds (resumable) and write a results table and plots
 """
 
 
@@ -60,6 +61,10 @@ def main(argv: list[str] | None = None) -> int:
         from .run import main as train_main
 
         return train_main(rest)
+    if command == "sweep":
+        from .sweep import main as sweep_main
+
+        return sweep_main(rest)
     commands = {"push": _push, "convert": _convert}
     if command not in commands:
         print(f"hfkd: error: unknown command {command!r}\n{USAGE}", file=sys.stderr)

@@ -207,6 +207,7 @@ def run_stage(run: RunSpec, earlier: list[dict] | None = None) -> dict:
     }
     if trainer.is_world_process_zero():
         (Path(args.output_dir) / "results.json").write_text(json.dumps(row, indent=2))
+        (Path(args.output_dir) / "history.json").write_text(json.dumps(trainer.state.log_history, indent=1))
     if args.push_to_hub:
         _push_at_end(trainer)
     trainer.accelerator.wait_for_everyone()  # a later stage may load this export as its teacher
@@ -222,6 +223,17 @@ def _quiet_loading_bars() -> None:
     transformers.utils.logging.disable_progress_bar()
 
 
+def run_recipe(path: str, overrides: list[str]) -> str | None:
+    """Run every stage of a recipe; the main process writes results.md / results.json and gets the table."""
+    from accelerate import PartialState
+
+    recipe = load_recipe(path, overrides)
+    rows: list[dict] = []
+    for run in recipe.runs:
+        rows.append(run_stage(run, earlier=rows))
+    return write_results(rows, recipe.output_dir) if PartialState().is_main_process else None
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
@@ -229,17 +241,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if argv else 2
     _quiet_loading_bars()
     try:
-        recipe = load_recipe(argv[0], argv[1:])
-        rows: list[dict] = []
-        for run in recipe.runs:
-            rows.append(run_stage(run, earlier=rows))
+        table = run_recipe(argv[0], argv[1:])
     except HfkdError as err:
         print(f"hfkd: error: {err}", file=sys.stderr)
         return 2
-    from accelerate import PartialState
-
-    if PartialState().is_main_process:
-        print("\n" + write_results(rows, recipe.output_dir))
+    if table is not None:
+        print("\n" + table)
     return 0
 
 

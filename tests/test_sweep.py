@@ -1,0 +1,86 @@
+"""hfkd sweep on tiny recipes: the table's contents, resumption that skips finished runs, failed runs shown as failed,
+valid PNG plots."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from hfkd.sweep import main as sweep_main
+from tests.conftest import write_image_dataset
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture()
+def recipes(tmp_path) -> Path:
+    data = tmp_path / "data"
+    data.mkdir()
+    write_image_dataset(data, splits={"train": 48, "test": 24})
+    folder = tmp_path / "recipes"
+    folder.mkdir()
+    common = {"dataset_name": str(data), "num_train_epochs": 1, "per_device_train_batch_size": 16,
+              "lr_decay_epochs": [], "save_strategy": "no", "disable_tqdm": True}
+    (folder / "a_teacher.yaml").write_text(yaml.safe_dump({**common, "model_name_or_path": "resnet14",
+                                                            "method": "none", "output_dir": "unused"}))
+    (folder / "b_student.yaml").write_text(yaml.safe_dump({**common, "model_name_or_path": "resnet8",
+                                                            "method": "none", "output_dir": "unused"}))
+    (folder / "c_kd.yaml").write_text(yaml.safe_dump({
+        **common, "model_name_or_path": "resnet8", "method": "kd", "output_dir": "unused",
+        "teacher": str(tmp_path / "sweep" / "a_teacher" / "seed-0"),
+        "reference_top1": 40.0, "reference_source": "a made-up figure for the test",
+    }))
+    # a run that fails when it loads its teacher (the path does not exist)
+    (folder / "d_broken.yaml").write_text(yaml.safe_dump({
+        **common, "model_name_or_path": "resnet8", "method": "kd", "output_dir": "unused",
+        "teacher": str(tmp_path / "nowhere"),
+    }))
+    return folder
+
+
+def test_sweep_table_resumption_failures_and_plots(recipes, tmp_path, capsys):
+    output = tmp_path / "sweep"
+    args = [str(recipes / "*.yaml"), "--seeds", "0", "1", "--output_dir", str(output)]
+    assert sweep_main(args) == 1  # a run failed: the exit code says so, and the sweep went on
+    table = (output / "results.md").read_text()
+    lines = table.splitlines()
+    assert lines[0] == "| method | resnet8 |"
+    teacher_row = next(line for line in lines if line.startswith("| teacher resnet14 |"))
+    student_row = next(line for line in lines if line.startswith("| b_student |"))
+    kd_row = next(line for line in lines if line.startswith("| c_kd |"))
+    broken_row = next(line for line in lines if line.startswith("| d_broken |"))
+    assert "(2)" in teacher_row and "(2)" in student_row and "(2)" in kd_row  # mean ± std over 2 seeds
+    assert "[ref 40.00," in kd_row
+    assert "failed (2 seeds)" in broken_row
+
+    entries = {e["label"]: e for e in json.loads((output / "results.json").read_text())}
+    kd = entries["c_kd"]
+    seed_values = [kd["top1"]["0"], kd["top1"]["1"]]
+    mean = sum(seed_values) / 2
+    assert f"{mean:.2f} ± " in kd_row
+    for seed in (0, 1):
+        run = json.loads((output / "c_kd" / f"seed-{seed}" / "results.json").read_text())
+        assert run[0]["top1_last"] == kd["top1"][str(seed)]
+    error = json.loads((output / "d_broken" / "seed-0" / "failed.json").read_text())["error"]
+    assert f"model '{tmp_path / 'nowhere'}' is not a CIFAR zoo name" in error
+
+    for name in ("top1_resnet8.png", "top1_resnet14.png", "curves.png"):
+        assert (output / name).read_bytes()[:8] == PNG_SIGNATURE, name
+
+    # resuming: finished runs are skipped (their files untouched), the failed one is tried again
+    before = (output / "c_kd" / "seed-0" / "results.json").stat().st_mtime_ns
+    capsys.readouterr()
+    assert sweep_main(args) == 1
+    printed = capsys.readouterr().out
+    assert "c_kd seed 0" not in printed and "d_broken seed 0" in printed
+    assert (output / "c_kd" / "seed-0" / "results.json").stat().st_mtime_ns == before
+
+
+def test_a_bad_recipe_stops_the_sweep_before_any_run(recipes, tmp_path, capsys):
+    (recipes / "z_typo.yaml").write_text("model_name_or_pth: resnet8\n")
+    assert sweep_main([str(recipes / "*.yaml"), "--output_dir", str(tmp_path / "sweep")]) == 2
+    assert "unknown key 'model_name_or_pth'" in capsys.readouterr().err
+    assert not (tmp_path / "sweep").exists()
