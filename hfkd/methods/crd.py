@@ -80,9 +80,17 @@ class ContrastMemory(nn.Module):
         return self.memory_v1.shape[0]
 
     def _scores(self, memory: torch.Tensor, anchor: torch.Tensor, contrast_index: torch.Tensor) -> torch.Tensor:
-        """``exp(<memory[contrast_index[b, j]], anchor[b]> / T)``, ``[B, K+1]``, memory rows detached."""
-        rows = memory[contrast_index].detach().float()
-        return torch.exp(torch.bmm(rows, anchor[:, :, None]).squeeze(2) / self.temperature)
+        """``exp(<memory[contrast_index[b, j]], anchor[b]> / T)``, ``[B, K+1]``, memory rows detached.
+
+        Computed as ``(memory @ anchor^T)`` gathered at the indices: the same dot products, but the ``[B, K+1, dim]``
+        gather of memory rows (half a gigabyte per side at CIFAR-100 sizes) becomes one ``[n_data, B]`` matmul and a
+        gather of scalars. The memory is copied first (a few megabytes): the matmul keeps it for the backward pass,
+        and the memory update after the scores writes it in place.
+        """
+        with full_precision(anchor):
+            products = memory.detach().float().clone() @ anchor.float().t()  # [n_data, B]
+            dots = products.t().gather(1, contrast_index)  # [B, K+1]
+        return torch.exp(dots / self.temperature)
 
     @torch.no_grad()
     def _normalizer(self, z: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
