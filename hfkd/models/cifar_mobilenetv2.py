@@ -4,6 +4,7 @@ import torch
 from torch import nn
 
 from .feature_classifier import FeatureClassifier
+from .reference_init import init_normal_fan_out
 from .registry import register_model
 
 # (uses expansion T (else t = 1), channels c, repeats n, first stride s) per stage; the reference (t, c, n, s) table
@@ -78,22 +79,7 @@ class MobileNetV2(FeatureClassifier):
         # 32x32 input -> 2x2 map before the pool; kernel 2 with ceil_mode as in the reference
         self.avgpool = nn.AvgPool2d(2, ceil_mode=True)
         self.classifier = nn.Sequential(nn.Linear(self.last_channel, num_classes))
-        self._init_weights()
-
-    def _init_weights(self) -> None:
-        """Reference init: conv N(0, 2/(k*k*C_out)), BN 1/0, Linear N(0, 0.01) with zero bias."""
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                fan = m.kernel_size[0] * m.kernel_size[1] * m.out_channels
-                nn.init.normal_(m.weight, 0.0, (2.0 / fan) ** 0.5)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, 0.0, 0.01)
-                nn.init.zeros_(m.bias)
+        init_normal_fan_out(self)
 
     def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Return ``[f0 (conv1), f1 (blocks 0-1), f2 (block 2), f3 (blocks 3-4), f4 (blocks 5-6), pooled conv2]``."""

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from .feature_classifier import FeatureClassifier
+from .reference_init import init_kaiming_fan_out
 from .registry import register_model
 
 PLAIN_FILTERS = [16, 16, 32, 64]
@@ -59,12 +60,7 @@ class ResNet(FeatureClassifier):
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(num_filters[3] * BasicBlock.expansion, num_classes)
 
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
-                nn.init.constant_(m.weight, 1)
-                nn.init.constant_(m.bias, 0)
+        init_kaiming_fan_out(self)
 
     def _make_layer(self, planes: int, blocks: int, stride: int) -> nn.Sequential:
         """One stage of ``blocks`` BasicBlocks; the first gets a 1x1 conv + BN downsample if shape changes."""

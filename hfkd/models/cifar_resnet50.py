@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from .feature_classifier import FeatureClassifier
+from .reference_init import init_kaiming_fan_out
 from .registry import register_model
 
 
@@ -58,12 +59,7 @@ class ResNet50(FeatureClassifier):
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.linear = nn.Linear(512 * Bottleneck.expansion, num_classes)
 
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
-                nn.init.constant_(m.weight, 1)
-                nn.init.constant_(m.bias, 0)
+        init_kaiming_fan_out(self)
 
     def _make_layer(self, planes: int, blocks: int, stride: int) -> nn.Sequential:
         """One stage; only its first block has stride ``stride``."""

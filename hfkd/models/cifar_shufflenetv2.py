@@ -4,14 +4,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .channel_shuffle import channel_shuffle
 from .feature_classifier import FeatureClassifier
 from .registry import register_model
-
-
-def channel_shuffle(x: torch.Tensor, groups: int = 2) -> torch.Tensor:
-    """Interleave the channels of ``groups`` equal groups: [N, g*k, H, W] -> [N, k*g, H, W]."""
-    n, c, h, w = x.shape
-    return x.view(n, groups, c // groups, h, w).transpose(1, 2).reshape(n, c, h, w)
 
 
 class BasicBlock(nn.Module):

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from .feature_classifier import FeatureClassifier
+from .reference_init import init_normal_fan_out
 from .registry import register_model
 
 CFGS: dict[str, list[list[int]]] = {
@@ -49,18 +50,7 @@ class VGG(FeatureClassifier):
         self.pool4 = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(cfg[4][-1], num_classes)
 
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                fan = m.kernel_size[0] * m.kernel_size[1] * m.out_channels
-                nn.init.normal_(m.weight, 0.0, (2.0 / fan) ** 0.5)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, 0.0, 0.01)
-                nn.init.zeros_(m.bias)
+        init_normal_fan_out(self)
 
     def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Return ``[f0, f1, f2, f3, f4 (all post-ReLU), pooled]``; ``pool3`` runs only for 64-pixel-high inputs."""

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from .feature_classifier import FeatureClassifier
+from .reference_init import init_normal_fan_out
 from .registry import register_model
 
 
@@ -79,15 +80,7 @@ class WideResNet(FeatureClassifier):
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(channels[3], num_classes)
 
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                fan = m.kernel_size[0] * m.kernel_size[1] * m.out_channels
-                nn.init.normal_(m.weight, 0.0, (2.0 / fan) ** 0.5)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.constant_(m.weight, 1)
-                nn.init.constant_(m.bias, 0)
-            elif isinstance(m, nn.Linear):
-                nn.init.constant_(m.bias, 0)
+        init_normal_fan_out(self, linear_std=None)
 
     def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Return ``[f0 raw conv1, f1..f3 raw residual sums, avgpool(relu(bn1(f3)))]``."""
