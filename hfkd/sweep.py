@@ -11,6 +11,7 @@ mean +- std of the last-epoch top-1 over seeds; a recipe's ``reference_top1`` is
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import glob
 import json
 import math
@@ -23,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 from .errors import HfkdError, RecipeError
-from .model_card import plot_training_curves
 from .recipe import load_recipe
 
 RESULTS = "results.json"
@@ -75,6 +75,13 @@ def _run_accelerate(run: SweepRun, overrides: list[str], accelerate_args: list[s
         raise RuntimeError(lines[-1] if lines else f"accelerate launch exited with {done.returncode}")
 
 
+def seeds_for(recipe: Path, seeds: list[int], single_seed: list[str] | None) -> list[int]:
+    """All seeds, or only the first for a recipe whose file name matches a ``single_seed`` pattern (a teacher)."""
+    if any(fnmatch.fnmatch(recipe.name, pattern) for pattern in single_seed or []):
+        return seeds[:1]
+    return seeds
+
+
 def run_sweep(
     recipes: list[Path],
     seeds: list[int],
@@ -82,6 +89,7 @@ def run_sweep(
     overrides: list[str] | None = None,
     launcher: str = "inline",
     accelerate_args: list[str] | None = None,
+    single_seed: list[str] | None = None,
 ) -> list[dict[str, Any]]:
     """Run every (recipe, seed) not finished yet; returns one record per run (finished, skipped or failed)."""
     overrides = overrides or []
@@ -89,7 +97,7 @@ def run_sweep(
         load_recipe(recipe, overrides)  # a bad recipe or override is one clear error before anything runs
     records = []
     for recipe in recipes:
-        for seed in seeds:
+        for seed in seeds_for(recipe, seeds, single_seed):
             run = SweepRun(recipe, seed, output_dir / recipe.stem / f"seed-{seed}")
             results, failed = run.output_dir / RESULTS, run.output_dir / FAILED
             if results.is_file():
@@ -136,7 +144,7 @@ def collect(recipes: list[Path], seeds: list[int], output_dir: Path) -> list[dic
     """One entry per (recipe, stage): label, student, method, per-seed top-1 / top-5, failures, reference."""
     entries: dict[tuple[str, str], dict[str, Any]] = {}
     for recipe in recipes:
-        for seed in seeds:
+        for seed in seeds:  # seeds a recipe did not run with are simply absent
             run_dir = output_dir / recipe.stem / f"seed-{seed}"
             if (run_dir / FAILED).is_file():
                 error = json.loads((run_dir / FAILED).read_text())["error"]
@@ -292,6 +300,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--launcher", choices=["inline", "accelerate"], default="inline",
                         help="run in this process, or each run through `accelerate launch`")
     parser.add_argument("--accelerate_args", default="", help="arguments for accelerate launch, one string")
+    parser.add_argument("--single_seed", nargs="+", default=None, metavar="PATTERN",
+                        help="recipe file names (globs) run with the first seed only, e.g. a shared teacher")
     parser.add_argument("--report_only", action="store_true", help="only (re)write the table and plots")
     args = parser.parse_args(argv)
     try:
@@ -299,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
         output_dir = Path(args.output_dir)
         if not args.report_only:
             records = run_sweep(recipes, args.seeds, output_dir, overrides, args.launcher,
-                                args.accelerate_args.split())
+                                args.accelerate_args.split(), args.single_seed)
             failed = [r for r in records if r["status"] == "failed"]
         else:
             failed = []
