@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import re
 from pathlib import Path
 
 import yaml
@@ -11,7 +12,8 @@ from .errors import HubError, RecipeError
 from .recipe import RESOLVED_RECIPE_NAME
 
 # never uploaded: the Trainer's checkpoints and private files (the same rule as Trainer.push_to_hub)
-PUSH_IGNORE = ("_*", "checkpoint-*", "checkpoint-*/**")
+PUSH_IGNORE = ("_*", "checkpoint-*")
+_USAGE_MODEL = re.compile(r'(pipeline\("image-classification", model=)"[^"]*"')
 _EXPORT_FILES = ("config.json",)
 _WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
 
@@ -66,8 +68,8 @@ def push_run(
         for path in _files_to_push(output_dir):
             relative = path.relative_to(output_dir).as_posix()
             content: Path | bytes = path
-            if relative == "README.md":
-                content = path.read_text().replace(f'model="{output_dir}"', f'model="{repo_id}"').encode()
+            if relative == "README.md":  # the usage example loads the repo, not the local folder
+                content = _USAGE_MODEL.sub(f'\\g<1>"{repo_id}"', path.read_text()).encode()
             operations.append(CommitOperationAdd(path_in_repo=relative, path_or_fileobj=content))
         api.create_commit(repo_id, operations=operations, commit_message=commit_message, revision=revision)
     except Exception as err:  # HTTP, connection and validation errors of huggingface_hub
