@@ -87,9 +87,6 @@ class DistillationTrainer(Trainer):
     ) -> None:
         args = args if args is not None else DistillationConfig(output_dir="outputs/run")
         data_collator = data_collator or collate_image_batch
-        if args.channels_last:
-            model = model.to(memory_format=torch.channels_last)
-            teacher = teacher.to(memory_format=torch.channels_last) if teacher is not None else None
         if train_dataset is not None and args.method in METHODS:
             train_dataset = METHODS[args.method].prepare_train_dataset(train_dataset, args)
         if isinstance(model, DistillationModel):
@@ -98,6 +95,9 @@ class DistillationTrainer(Trainer):
             distillation_model = self._build_distillation_model(model, teacher, args, train_dataset, data_collator)
         if distillation_model.needs_teacher and teacher is None:
             raise RecipeError(f"method {args.method!r} needs a teacher; set 'teacher' in the recipe")
+        if args.channels_last:  # the student and the method's own modules (projectors, regressors), and the teacher
+            distillation_model = distillation_model.to(memory_format=torch.channels_last)
+            teacher = teacher.to(memory_format=torch.channels_last) if teacher is not None else None
         super().__init__(
             model=distillation_model,
             args=args,
@@ -313,6 +313,8 @@ class DistillationTrainer(Trainer):
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         """Adds each loss term (mean since the last log, over all processes) and the best eval top-1 so far."""
+        if "loss" in logs:
+            self._raise_if_diverged()  # logging reads values back anyway: check the flags at no extra cost
         if "loss" in logs and self._term_steps:
             names = sorted(self._term_sums)
             means = torch.stack([self._term_sums[n] for n in names]) / self._term_steps

@@ -1,0 +1,46 @@
+"""channels_last reaches every convolution of the run (student, the method's own modules, teacher) and changes no
+value; the recipe keys of the speed settings reach the Trainer."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from hfkd.config import DistillationConfig
+from hfkd.models import create_model
+from hfkd.trainer import DistillationTrainer
+from tests.conftest import learnable_datasets
+
+
+def _conv_weights(module: nn.Module) -> list[torch.Tensor]:
+    return [m.weight for m in module.modules() if isinstance(m, nn.Conv2d) and m.weight.shape[-1] > 1]
+
+
+def _trainer(tmp_path, channels_last: bool) -> DistillationTrainer:
+    torch.manual_seed(0)
+    train, evaluation = learnable_datasets(n_train=64, n_eval=8)
+    student, teacher = create_model("resnet8", num_classes=4), create_model("resnet14", num_classes=4).eval()
+    # semckd: its per-layer projectors hold 3x3 convolutions of the method's own
+    config = DistillationConfig(output_dir=str(tmp_path / str(channels_last)), method="semckd",
+                                per_device_train_batch_size=32, channels_last=channels_last)
+    return DistillationTrainer(model=student, teacher=teacher, args=config, train_dataset=train,
+                               eval_dataset=evaluation)
+
+
+def test_channels_last_reaches_student_method_modules_and_teacher_and_changes_no_value(tmp_path):
+    fast, plain = _trainer(tmp_path, True), _trainer(tmp_path, False)
+    method_convs = _conv_weights(fast.model.method)
+    assert method_convs, "the method chosen for this test must own 3x3 convolutions"
+    for weight in _conv_weights(fast.model) + _conv_weights(fast.teacher):
+        assert weight.is_contiguous(memory_format=torch.channels_last)
+    assert not all(w.is_contiguous(memory_format=torch.channels_last) for w in _conv_weights(plain.model))
+
+    batch = fast.train_dataset.__getitems__(list(range(32)))
+    pixels = batch.pop("pixel_values")
+    losses = []
+    for trainer, x in ((plain, pixels), (fast, pixels.contiguous(memory_format=torch.channels_last))):
+        with torch.no_grad():
+            teacher_out = trainer.teacher(x, return_features=True)
+            losses.append(trainer.model(pixel_values=x, teacher_outputs=teacher_out, epoch=1, **batch)["loss"])
+    assert losses[1].item() == pytest.approx(losses[0].item(), rel=1e-5)
