@@ -68,13 +68,15 @@ def _value(v) -> str:
     return str(v) if not isinstance(v, str) else v
 
 
-def _reference_line(student: str, key: str) -> str:
+def _reference_lines(student: str, key: str) -> list[str]:
+    """reference_top1 / reference_source keys (shown by hfkd sweep next to the measured top-1), or a comment."""
     if key in SIMKD_README.get(student, {}):
-        return f"# Published: {SIMKD_README[student][key]} top-1 (SimKD README, resnet32x4 teacher; spec section 7/10.5)."
+        return [f"reference_top1: {SIMKD_README[student][key]}",
+                'reference_source: "SimKD README, CIFAR-100, resnet32x4 teacher, same loss weights as this recipe (spec sections 7, 10.5)"']
     if (student, key) in OTHER_PUBLISHED:
         top1, source = OTHER_PUBLISHED[(student, key)]
-        return f"# Published: {top1} top-1 ({source}); weights may differ from this recipe's, see above."
-    return "# Published: no figure for this pair in the seed sources."
+        return [f"reference_top1: {top1}", f'reference_source: "{source}; its loss weights may differ from these"']
+    return ["# no published figure for this pair in the seed sources"]
 
 
 def student_recipe(student: str, key: str) -> str:
@@ -83,7 +85,6 @@ def student_recipe(student: str, key: str) -> str:
     lr = SMALL_MODEL_LR.get(student)
     lines = [
         f"# CIFAR-100, {TEACHER} teacher -> {student} student: {description}.",
-        _reference_line(student, key),
         "# The reference schedule (240 epochs, SGD 0.9, wd 5e-4, lr x0.1 after 150/180/210, batch 64) is hfkd's default.",
         "# Train the teacher first: accelerate launch hfkd/run.py recipes/cifar100/teachers/resnet32x4.yaml",
         "# (or point `teacher` at SimKD's released save/teachers/models/resnet32x4_vanilla/resnet32x4_best.pth).",
@@ -92,6 +93,7 @@ def student_recipe(student: str, key: str) -> str:
         f"teacher: outputs/cifar100/teachers/{TEACHER}",
     ]
     lines += [f"{k}: {_value(v)}" for k, v in keys.items()]
+    lines += _reference_lines(student, key)
     if lr is not None:
         lines.append(f"learning_rate: {lr}   # the references force 0.01 for MobileNet / ShuffleNet students")
     lines.append(f"output_dir: outputs/cifar100/{TEACHER}-{student}/{key}")
@@ -102,10 +104,10 @@ def baseline_recipe(student: str) -> str:
     lr = SMALL_MODEL_LR.get(student)
     lines = [
         f"# CIFAR-100, {student} trained alone (the student baseline of the seed table).",
-        _reference_line(student, "student"),
         "dataset_name: uoft-cs/cifar100",
         f"model_name_or_path: {student}",
         "method: none",
+        *_reference_lines(student, "student"),
     ]
     if lr is not None:
         lines.append(f"learning_rate: {lr}   # the references force 0.01 for MobileNet / ShuffleNet models")
@@ -114,10 +116,12 @@ def baseline_recipe(student: str) -> str:
 
 
 TEACHER_RECIPE = """# CIFAR-100 teacher: resnet32x4 trained alone with the reference recipe (240 epochs, SGD 0.9, wd 5e-4, lr 0.05,
-# x0.1 after 150/180/210, batch 64). Published: 79.42 top-1 (SimKD and RepDistiller READMEs, spec section 7).
+# x0.1 after 150/180/210, batch 64).
 dataset_name: uoft-cs/cifar100
 model_name_or_path: resnet32x4
 method: none
+reference_top1: 79.42
+reference_source: "SimKD and RepDistiller READMEs (spec section 7)"
 output_dir: outputs/cifar100/teachers/resnet32x4
 """
 
