@@ -3,7 +3,8 @@
     hfkd sweep "recipes/cifar10-mini/*.yaml" --seeds 0 1 2 --output_dir sweeps/cifar10-mini -- --dataset_name DIR
 
 Every (recipe, seed) runs in ``{output_dir}/{recipe name}/seed-{seed}`` (its stages below it), is skipped when its
-``results.json`` exists (so an interrupted sweep resumes), and is recorded as failed, without stopping the sweep,
+``results.json`` exists (so an interrupted sweep resumes; what an interrupted run left is moved to
+``seed-{seed}.interrupted-{k}`` and the run starts over), and is recorded as failed, without stopping the sweep,
 when it raises or exits non-zero. The table has one row per method (run label) and one column per student, with the
 mean +- std of the last-epoch top-1 over seeds; a recipe's ``reference_top1`` is shown beside the measured value.
 """
@@ -82,6 +83,17 @@ def seeds_for(recipe: Path, seeds: list[int], single_seed: list[str] | None) -> 
     return seeds
 
 
+def set_aside_interrupted(run_dir: Path) -> Path | None:
+    """Move what an interrupted (or failed) run left behind to ``{run_dir}.interrupted-{k}``, so that the run starts
+    over in a clean folder and no file it wrote is lost; None when there is nothing to move."""
+    if not run_dir.is_dir() or not any(run_dir.iterdir()):
+        return None
+    k = 1
+    while run_dir.with_name(f"{run_dir.name}.interrupted-{k}").exists():
+        k += 1
+    return run_dir.rename(run_dir.with_name(f"{run_dir.name}.interrupted-{k}"))
+
+
 def run_sweep(
     recipes: list[Path],
     seeds: list[int],
@@ -104,6 +116,10 @@ def run_sweep(
                 records.append({"recipe": run.name, "seed": seed, "status": "skipped", "dir": str(run.output_dir)})
                 continue
             failed.unlink(missing_ok=True)
+            kept = set_aside_interrupted(run.output_dir)
+            if kept is not None:
+                print(f"hfkd sweep: {run.name} seed {seed} was interrupted earlier; its files are kept in {kept}",
+                      flush=True)
             print(f"hfkd sweep: {run.name} seed {seed} -> {run.output_dir}", flush=True)
             try:
                 if launcher == "accelerate":

@@ -72,13 +72,20 @@ def test_sweep_table_resumption_failures_and_plots(recipes, tmp_path, capsys):
     for name in ("top1_resnet8.png", "top1_resnet14.png", "curves.png"):
         assert (output / name).read_bytes()[:8] == PNG_SIGNATURE, name
 
-    # resuming: finished runs are skipped (their files untouched), the failed one is tried again
+    # resuming: finished runs are skipped (their files untouched), the failed one is tried again, and a run
+    # interrupted after writing its model (no results.json) starts over with its old files set aside, not deleted
     before = (output / "c_kd" / "seed-0" / "results.json").stat().st_mtime_ns
+    interrupted = output / "b_student" / "seed-1"
+    (interrupted / "results.json").unlink()
+    weights = (interrupted / "model.safetensors").read_bytes()
     capsys.readouterr()
     assert sweep_main(args) == 1
     printed = capsys.readouterr().out
     assert "c_kd seed 0" not in printed and "d_broken seed 0" in printed
     assert (output / "c_kd" / "seed-0" / "results.json").stat().st_mtime_ns == before
+    assert f"b_student seed 1 was interrupted earlier; its files are kept in {interrupted}.interrupted-1" in printed
+    assert (output / "b_student" / "seed-1.interrupted-1" / "model.safetensors").read_bytes() == weights
+    assert (interrupted / "results.json").is_file()
 
 
 def test_a_bad_recipe_stops_the_sweep_before_any_run(recipes, tmp_path, capsys):
