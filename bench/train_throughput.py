@@ -227,6 +227,31 @@ def child_relative(method: str, setting: str, output: str) -> dict:
     return {"kd_step_s": kd, "method_step_s": other, "relative_to_kd": other / kd}
 
 
+def child_flops(method: str, setting: str, output: str) -> dict:
+    """The arithmetic of one training step (teacher forward, student + method forward and backward), counted by
+    torch's FlopCounterMode, against KD's: what a method must compute, independent of the machine."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from hfkd.trainer import DistillationTrainer
+
+    train, _ = random_data(N_TRAIN)
+    counts = {}
+    for name in ("kd", method):
+        student, teacher = models()
+        trainer = DistillationTrainer(model=student, teacher=teacher, args=config(name, "fp32", output),
+                                      train_dataset=train)
+        model, dataset = trainer.model.train(), trainer.train_dataset
+        batch = dataset.__getitems__(list(range(BATCH)))
+        pixels = batch.pop("pixel_values")
+        with FlopCounterMode(display=False) as counter:
+            with torch.no_grad():
+                teacher_out = trainer.teacher(pixels, return_features=model.method.needs_teacher_features)
+            model(pixel_values=pixels, teacher_outputs=teacher_out, epoch=1, **batch)["loss"].backward()
+        counts[name] = counter.get_total_flops() / BATCH
+    return {"kd_gflop_per_img": counts["kd"] / 1e9, "method_gflop_per_img": counts[method] / 1e9,
+            "relative_to_kd": counts[method] / counts["kd"]}
+
+
 def child_eval(method: str, setting: str, output: str) -> dict:
     """SimKD evaluation: the Trainer (no teacher) against the reference's loop with a teacher forward."""
     from hfkd.trainer import DistillationTrainer
@@ -294,13 +319,15 @@ def main() -> None:
     parser.add_argument("--methods", nargs="+", default=None)
     parser.add_argument("--settings", nargs="+", default=list(SETTINGS))
     parser.add_argument("--kinds", nargs="+", default=["train", "overhead", "eval"],
-                        help="train / overhead / eval, and relative (each method's step against KD's, one process)")
+                        help="train / overhead / eval, relative (each method's step time against KD's, one process) "
+                             "and flops (each method's step arithmetic against KD's)")
     parser.add_argument("--json", default="bench/results/train_throughput.json")
     parser.add_argument("--child", nargs=4, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         kind, method, setting, output = args.child
-        kinds = {"train": child_train, "overhead": child_overhead, "eval": child_eval, "relative": child_relative}
+        kinds = {"train": child_train, "overhead": child_overhead, "eval": child_eval, "relative": child_relative,
+                 "flops": child_flops}
         result = kinds[kind](method, setting, output)
         print("RESULT " + json.dumps(result), flush=True)
         return
@@ -309,11 +336,12 @@ def main() -> None:
 
     methods = args.methods or sorted(METHODS)
     report = {"machine": f"{platform.machine()} {os.cpu_count()} CPUs", "torch": torch.__version__,
-              "date": time.strftime("%Y-%m-%d"), "train": {}, "overhead": {}, "eval": {}, "relative": {}}
+              "date": time.strftime("%Y-%m-%d"), "train": {}, "overhead": {}, "eval": {}, "relative": {},
+              "flops": {}}
     report["matmul_gflops_before"] = {"fp32": matmul_gflops(torch.float32), "bf16": matmul_gflops(torch.bfloat16)}
     print(f"2048^2 matmul GFLOP/s before: {report['matmul_gflops_before']}", flush=True)
     plan = {"train": methods, "overhead": ["kd", "simkd"], "eval": ["simkd"],
-            "relative": [m for m in methods if m != "kd"]}
+            "relative": [m for m in methods if m != "kd"], "flops": [m for m in methods if m != "kd"]}
     for setting in args.settings:
         for kind in args.kinds:
             for method in plan[kind]:
