@@ -304,10 +304,13 @@ class DistillationTrainer(Trainer):
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
         """Predictions without a batch loss: the evaluation loss is the exact per-example mean computed with the
         metrics (the Trainer's batch-mean losses count padded duplicates under data parallelism)."""
-        if prediction_loss_only or self.compute_metrics is None:
-            return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys)
-        _, logits, labels = super().prediction_step(model, inputs, False, ignore_keys)
-        return None, logits, labels
+        # the training precision also when evaluate() runs before (or without) train(): the Trainer only prepares
+        # (and so autocasts) the model for evaluation when accelerate holds no model yet, and it holds the teacher
+        with self.accelerator.autocast():
+            if prediction_loss_only or self.compute_metrics is None:
+                return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys)
+            _, logits, labels = super().prediction_step(model, inputs, False, ignore_keys)
+        return None, logits.float(), labels
 
     # ---- logging ---------------------------------------------------------------------------------------------
 

@@ -44,3 +44,22 @@ def test_channels_last_reaches_student_method_modules_and_teacher_and_changes_no
             teacher_out = trainer.teacher(x, return_features=True)
             losses.append(trainer.model(pixel_values=x, teacher_outputs=teacher_out, epoch=1, **batch)["loss"])
     assert losses[1].item() == pytest.approx(losses[0].item(), rel=1e-5)
+
+
+def test_evaluation_runs_in_the_training_precision_even_before_training(tmp_path):
+    train, evaluation = learnable_datasets(n_train=64, n_eval=64)
+    results = {}
+    for bf16 in (False, True):
+        torch.manual_seed(0)
+        student, teacher = create_model("resnet8", num_classes=4), create_model("resnet14", num_classes=4).eval()
+        seen = []
+        first_conv = next(m for m in student.modules() if isinstance(m, nn.Conv2d))
+        first_conv.register_forward_hook(lambda module, inputs, output: seen.append(output.dtype))
+        config = DistillationConfig(output_dir=str(tmp_path / str(bf16)), method="kd", bf16=bf16,
+                                    per_device_eval_batch_size=32)
+        trainer = DistillationTrainer(model=student, teacher=teacher, args=config, train_dataset=train,
+                                      eval_dataset=evaluation)
+        seen.clear()  # set-up forwards (example batch) are not evaluation
+        results[bf16] = trainer.evaluate()
+        assert seen and set(seen) == {torch.bfloat16 if bf16 else torch.float32}
+    assert results[True]["eval_loss"] == pytest.approx(results[False]["eval_loss"], rel=2e-2)
