@@ -210,8 +210,18 @@ def _cell(entry: dict[str, Any] | None) -> str:
     return " ".join(parts)
 
 
+# the seed table's row order (SimKD README), then the later methods; a method not listed goes last
+TABLE_ORDER = ("kd", "fitnet", "at", "sp", "vid", "crd", "srrl", "semckd", "simkd", "spherical", "dkd", "dist",
+               "logit_std", "pkt", "rkd", "cc", "nst")
+
+
+def _table_rank(entry: dict[str, Any]) -> int:
+    return TABLE_ORDER.index(entry["method"]) if entry["method"] in TABLE_ORDER else len(TABLE_ORDER)
+
+
 def results_table(entries: list[dict[str, Any]]) -> str:
-    """Rows = run labels (teacher and student-alone first), columns = students; mean ± std (n seeds) of top-1."""
+    """Rows = run labels (teacher and student-alone first, then the methods in the seed table's order), columns =
+    students; mean ± std (n seeds) of top-1."""
     students = []
     for entry in entries:
         if entry["student"] and entry["method"] != "none" and entry["student"] not in students:
@@ -219,7 +229,7 @@ def results_table(entries: list[dict[str, Any]]) -> str:
     students = students or sorted({e["student"] for e in entries if e["student"]})
     teachers = [e for e in entries if e["method"] == "none" and e["student"] not in students]
     alone = [e for e in entries if e["method"] == "none" and e["student"] in students]
-    distilled = [e for e in entries if e["method"] not in (None, "none")]
+    distilled = sorted((e for e in entries if e["method"] not in (None, "none")), key=_table_rank)
     lines = ["| method | " + " | ".join(students) + " |", "|---|" + "---|" * len(students)]
     for teacher in teachers:
         lines.append(f"| teacher {teacher['student']} | " + " | ".join(_cell(teacher) for _ in students) + " |")

@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from hfkd.sweep import main as sweep_main
+from hfkd.sweep import results_table
 from tests.conftest import write_image_dataset
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -93,3 +94,16 @@ def test_a_bad_recipe_stops_the_sweep_before_any_run(recipes, tmp_path, capsys):
     assert sweep_main([str(recipes / "*.yaml"), "--output_dir", str(tmp_path / "sweep")]) == 2
     assert "unknown key 'model_name_or_pth'" in capsys.readouterr().err
     assert not (tmp_path / "sweep").exists()
+
+
+def test_table_rows_follow_the_seed_table_order():
+    def entry(label, student, method, top1):
+        return {"label": label, "student": student, "method": method, "top1": {"0": top1}, "top5": {}, "failed": {},
+                "dirs": {}}
+
+    table = results_table([entry("a_simkd", "resnet8", "simkd", 60.0), entry("b_dkd", "resnet8", "dkd", 59.0),
+                           entry("c_kd", "resnet8", "kd", 58.0), entry("d_teacher", "resnet20", "none", 70.0),
+                           entry("e_alone", "resnet8", "none", 55.0), entry("f_srrl", "resnet8", "srrl", 57.0)])
+    labels = [line.split("|")[1].strip() for line in table.splitlines()[2:] if line.startswith("| ")]
+    assert labels == ["teacher resnet20", "e_alone", "c_kd", "f_srrl", "a_simkd", "b_dkd"]
+    assert "| c_kd | 58.00 |" in table
