@@ -1,0 +1,80 @@
+"""Markdown tables for BENCHMARKS.md from the JSON files the benchmarks write.
+
+    python bench/format_results.py [--train bench/results/train_throughput.json] [--flops bench/results/step_flops.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def train_table(report: dict, flops: dict | None) -> str:
+    rows = ["| method | fp32 img/s | fast img/s | fast / bare fp32 KD | step vs KD (fp32) | step vs KD (fast) | "
+            "arithmetic vs KD | peak RSS fp32 / fast (MB) |", "|---|---|---|---|---|---|---|---|"]
+    train = report["train"]
+    bare_fp32 = report.get("overhead", {}).get("kd/fp32", {}).get("bare_step_s")
+    methods = sorted({key.split("/")[0] for key in train})
+    kd = {s: train.get(f"kd/{s}", {}).get("img_per_s") for s in ("fp32", "fast")}
+    for method in methods:
+        fp32, fast = train.get(f"{method}/fp32", {}), train.get(f"{method}/fast", {})
+        cells = [method]
+        for result in (fp32, fast):
+            cells.append(f"{result['img_per_s']:.1f}" if "img_per_s" in result else result.get("error", "–"))
+        cells.append(f"{fast['img_per_s'] * bare_fp32 / 64:.2f}×" if bare_fp32 and "img_per_s" in fast else "–")
+        for setting, result in (("fp32", fp32), ("fast", fast)):
+            relative = report.get("relative", {}).get(f"{method}/{setting}", {}).get("relative_to_kd")
+            if method == "kd":
+                cells.append("1")
+            elif relative is not None:  # alternating windows in one process: the robust figure
+                cells.append(f"{relative:.2f}× (same process)")
+            elif "img_per_s" in result and kd[setting]:
+                cells.append(f"{kd[setting] / result['img_per_s']:.2f}×")
+            else:
+                cells.append("–")
+        arithmetic = (flops or {}).get("flops", {}).get(f"{method}/fp32", {}).get("relative_to_kd")
+        cells.append("1" if method == "kd" else (f"{arithmetic:.2f}×" if arithmetic else "–"))
+        memory = [f"{r['peak_rss_mb']:.0f}" if "peak_rss_mb" in r else "–" for r in (fp32, fast)]
+        cells.append(" / ".join(memory))
+        rows.append("| " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+def overhead_table(report: dict) -> str:
+    rows = ["| method | setting | Trainer step (s) | bare loop step (s) | Trainer overhead |", "|---|---|---|---|---|"]
+    for key, result in sorted(report.get("overhead", {}).items()):
+        method, setting = key.split("/")
+        if "overhead" in result:
+            rows.append(f"| {method} | {setting} | {result['trainer_step_s']:.3f} | {result['bare_step_s']:.3f} | "
+                        f"{100 * result['overhead']:+.1f}% |")
+    return "\n".join(rows)
+
+
+def eval_table(report: dict) -> str:
+    rows = ["| method | setting | hfkd eval img/s (no teacher) | with a teacher forward (reference) | speed-up |",
+            "|---|---|---|---|---|"]
+    for key, result in sorted(report.get("eval", {}).items()):
+        method, setting = key.split("/")
+        if "speedup" in result:
+            rows.append(f"| {method} | {setting} | {result['hfkd_eval_img_per_s']:.0f} | "
+                        f"{result['teacher_forward_eval_img_per_s']:.0f} | {result['speedup']:.2f}× |")
+    return "\n".join(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--train", default="bench/results/train_throughput.json")
+    parser.add_argument("--flops", default="bench/results/step_flops.json")
+    args = parser.parse_args()
+    report = json.loads(Path(args.train).read_text())
+    flops = json.loads(Path(args.flops).read_text()) if Path(args.flops).is_file() else None
+    print(f"machine: {report['machine']}, torch {report['torch']}, {report['date']}; 2048² matmul GFLOP/s before "
+          f"{report.get('matmul_gflops_before')}, after {report.get('matmul_gflops_after')}\n")
+    print(train_table(report, flops), "\n")
+    print(overhead_table(report), "\n")
+    print(eval_table(report))
+
+
+if __name__ == "__main__":
+    main()
