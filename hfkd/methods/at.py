@@ -3,18 +3,24 @@ Convolutional Neural Networks via Attention Transfer", ICLR 2017 (spec section 2
 
 from __future__ import annotations
 
-
 import torch
 import torch.nn.functional as F
 
+from .layout import channel_view
 from .pairs import StageMapPairMethod
 from .citation import Paper
 from .registry import register_method
 
 
 def attention_map(feature: torch.Tensor) -> torch.Tensor:
-    """``mean_c(f^2)`` (p = 2, the MEAN over channels) flattened to ``[B, H*W]``, L2-normalised per sample."""
-    return F.normalize(feature.float().pow(2).mean(dim=1).flatten(1), dim=1)
+    """``mean_c(f^2)`` (p = 2, the MEAN over channels) flattened to ``[B, H*W]``, L2-normalised per sample.
+
+    ``mean_c(f^2)`` is computed as ``||f||_c^2 / C`` with fp32 accumulation straight from the (possibly bf16) map,
+    reducing in the map's own memory layout: no fp32 copy of the map, and a gradient in its layout.
+    """
+    view, channel_dim = channel_view(feature)
+    energy = torch.linalg.vector_norm(view, dim=channel_dim, dtype=torch.float32).pow(2) / feature.shape[1]
+    return F.normalize(energy.flatten(1), dim=1)
 
 
 def attention_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:

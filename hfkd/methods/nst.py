@@ -3,10 +3,10 @@ Transfer", arXiv 1707.01219, 2017; RepDistiller's version (spec section 3, nst).
 
 from __future__ import annotations
 
-
 import torch
 import torch.nn.functional as F
 
+from .layout import spatial_vectors
 from .pairs import StageMapPairMethod
 from .precision import full_precision
 from .citation import Paper
@@ -14,8 +14,12 @@ from .registry import register_method
 
 
 def channel_vectors(feature: torch.Tensor) -> torch.Tensor:
-    """``[B, C, H*W]`` in fp32, each channel's spatial vector L2-normalised (one "neuron" distribution per channel)."""
-    return F.normalize(feature.float().flatten(2), dim=2)
+    """``[B, C, H*W]`` in fp32, each channel's spatial vector L2-normalised (one "neuron" distribution per channel).
+
+    Built on a view in the map's own memory layout (``hfkd.methods.layout``): no transposing copy of a
+    channels-last map, and ``bmm`` takes the strided result as a transposed matrix.
+    """
+    return F.normalize(spatial_vectors(feature.float()), dim=2)
 
 
 def mean_poly_kernel(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

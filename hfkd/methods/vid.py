@@ -49,10 +49,16 @@ class VIDLoss(nn.Module):
         return (F.softplus(self.log_scale.float()) + self.eps).view(1, -1, 1, 1)
 
     def forward(self, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
-        """Mean over ``(B, C, H, W)`` of ``0.5 * ((mu - f_t)^2 / sigma^2 + log sigma^2)``; maps already aligned."""
+        """Mean over ``(B, C, H, W)`` of ``0.5 * ((mu - f_t)^2 / sigma^2 + log sigma^2)``; maps already aligned.
+
+        Computed as the mean over channels of ``0.5 * (mean_{B,H,W} (mu - f_t)^2 / sigma_c^2 + log sigma_c^2)``,
+        the same value: the variance is per channel, so dividing the per-channel mean saves two full-size
+        broadcast ops (and their gradients) over the map.
+        """
         mu = self.regressor(student).float()
-        var = self.variance()
-        return (0.5 * ((mu - teacher.float()).pow(2) / var + var.log())).mean()
+        squared_error = (mu - teacher.float()).pow(2).mean(dim=(0, 2, 3))
+        var = self.variance().flatten()
+        return (0.5 * (squared_error / var + var.log())).mean()
 
 
 @register_method
@@ -88,5 +94,5 @@ class VID(DistillationMethod):
     def forward(
         self, student_out: ClassifierOutput, teacher_out: ClassifierOutput, batch: dict[str, Any]
     ) -> dict[str, torch.Tensor]:
-        pairs = aligned_stage_pairs(student_out.feats, teacher_out.feats, fp32=False)
+        pairs = aligned_stage_pairs(student_out.feats, teacher_out.feats)
         return {"vid": torch.stack([loss(s, t) for loss, (s, t) in zip(self.pairs, pairs)]).sum()}
