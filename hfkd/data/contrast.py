@@ -104,7 +104,7 @@ class ContrastSampler:
         class_size, class_start = counts[labels], start[labels]
         pool = self.n_data - class_size
         k, width = self.nce_k, self.width
-        negatives = torch.empty(size, k, dtype=torch.int64, device=device)
+        rows_out = torch.empty(size, k + 1, dtype=torch.int64, device=device)
         columns = torch.arange(width, device=device)
         rows = max(1, _KEY_BUDGET // width)
         for lo in range(0, size, rows):
@@ -112,15 +112,16 @@ class ContrastSampler:
             keys = self._row_keys(index[part], seed, epoch, 0, width)
             keys.masked_fill_(columns >= pool[part, None], -1.0)
             position = keys.topk(k, dim=1, sorted=False).indices
-            # skip over the row's own class block in the class-sorted order
-            position = position + class_size[part, None] * (position >= class_start[part, None])
-            negatives[part] = order[position]
+            # skip over the row's own class block in the class-sorted order (in place: [B, K] int64 temporaries
+            # are a large part of the draw's cost)
+            position += class_size[part, None] * (position >= class_start[part, None])
+            rows_out[part, 1:] = order[position]
         if self.mode == "exact":
-            positive = index
+            rows_out[:, 0] = index
         else:
             offset = keyed_integers(seed, epoch, index, 1, 1 << 30) % class_size
-            positive = order[class_start + offset]
-        return torch.cat([positive[:, None], negatives], dim=1)
+            rows_out[:, 0] = order[class_start + offset]
+        return rows_out
 
 
 def training_labels(dataset: Any) -> torch.Tensor:
