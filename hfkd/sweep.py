@@ -219,6 +219,11 @@ def _table_rank(entry: dict[str, Any]) -> int:
     return TABLE_ORDER.index(entry["method"]) if entry["method"] in TABLE_ORDER else len(TABLE_ORDER)
 
 
+def display_order(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Runs without distillation first, then the methods in the seed table's order (ties keep the recipe order)."""
+    return sorted(entries, key=lambda e: (e["method"] not in (None, "none"), _table_rank(e)))
+
+
 def results_table(entries: list[dict[str, Any]]) -> str:
     """Rows = run labels (teacher and student-alone first, then the methods in the seed table's order), columns =
     students; mean ± std (n seeds) of top-1."""
@@ -264,7 +269,7 @@ def plot_results(entries: list[dict[str, Any]], output_dir: Path) -> list[Path]:
     written = []
     students = sorted({e["student"] for e in entries if e["student"] and e["top1"]})
     for student in students:
-        group = [e for e in entries if e["student"] == student and e["top1"]]
+        group = display_order([e for e in entries if e["student"] == student and e["top1"]])
         means = [mean_std(list(e["top1"].values())) for e in group]
         figure, axis = plt.subplots(figsize=(max(4, 0.6 * len(group) + 1), 3.6), dpi=100)
         axis.bar([e["label"] for e in group], [m for m, _ in means], yerr=[s for _, s in means], capsize=3,

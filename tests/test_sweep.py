@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from hfkd.sweep import main as sweep_main
-from hfkd.sweep import results_table
+from hfkd.sweep import display_order, results_table
 from tests.conftest import write_image_dataset
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -101,9 +101,14 @@ def test_table_rows_follow_the_seed_table_order():
         return {"label": label, "student": student, "method": method, "top1": {"0": top1}, "top5": {}, "failed": {},
                 "dirs": {}}
 
-    table = results_table([entry("a_simkd", "resnet8", "simkd", 60.0), entry("b_dkd", "resnet8", "dkd", 59.0),
-                           entry("c_kd", "resnet8", "kd", 58.0), entry("d_teacher", "resnet20", "none", 70.0),
-                           entry("e_alone", "resnet8", "none", 55.0), entry("f_srrl", "resnet8", "srrl", 57.0)])
+    entries = [entry("a_simkd", "resnet8", "simkd", 60.0), entry("b_dkd", "resnet8", "dkd", 59.0),
+               entry("c_kd", "resnet8", "kd", 58.0), entry("d_teacher", "resnet20", "none", 70.0),
+               entry("e_alone", "resnet8", "none", 55.0), entry("f_srrl", "resnet8", "srrl", 57.0),
+               entry("g_simkd", "resnet8", "simkd", 61.0)]
+    table = results_table(entries)
     labels = [line.split("|")[1].strip() for line in table.splitlines()[2:] if line.startswith("| ")]
-    assert labels == ["teacher resnet20", "e_alone", "c_kd", "f_srrl", "a_simkd", "b_dkd"]
+    assert labels == ["teacher resnet20", "e_alone", "c_kd", "f_srrl", "a_simkd", "g_simkd", "b_dkd"]
     assert "| c_kd | 58.00 |" in table
+    # the bar charts use the same order (the teacher, another architecture, has its own chart)
+    bars = [e["label"] for e in display_order([e for e in entries if e["student"] == "resnet8"])]
+    assert bars == ["e_alone", "c_kd", "f_srrl", "a_simkd", "g_simkd", "b_dkd"]
