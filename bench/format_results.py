@@ -1,6 +1,7 @@
 """Markdown tables for BENCHMARKS.md from the JSON files the benchmarks write.
 
     python bench/format_results.py [--train bench/results/train_throughput.json] [--flops bench/results/step_flops.json]
+    python bench/format_results.py --relative before.json after.json   # a before/after table of "relative" runs
 """
 
 from __future__ import annotations
@@ -62,11 +63,38 @@ def eval_table(report: dict) -> str:
     return "\n".join(rows)
 
 
+def relative_table(reports: dict[str, dict]) -> str:
+    """Step time over KD's (alternating windows in one process) per method and setting, one column per report."""
+    labels = list(reports)
+    rows = ["| method | setting | " + " | ".join(f"step vs KD, {label}" for label in labels) + " |",
+            "|---|---|" + "---|" * len(labels)]
+    keys = sorted({key for report in reports.values() for key in report.get("relative", {})},
+                  key=lambda key: (key.split("/")[1], key.split("/")[0]))
+    for key in keys:
+        method, setting = key.split("/")
+        cells = []
+        for label in labels:
+            result = reports[label].get("relative", {}).get(key, {})
+            cells.append(f"{result['relative_to_kd']:.2f}× (KD {result['kd_step_s']:.3f} s)"
+                         if "relative_to_kd" in result else result.get("error", "–"))
+        rows.append(f"| {method} | {setting} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--train", default="bench/results/train_throughput.json")
     parser.add_argument("--flops", default="bench/results/step_flops.json")
+    parser.add_argument("--relative", nargs="+", default=None,
+                        help="only a table of the 'relative' results of these JSON files, one column each")
     args = parser.parse_args()
+    if args.relative:
+        reports = {Path(path).stem: json.loads(Path(path).read_text()) for path in args.relative}
+        for label, report in reports.items():
+            print(f"{label}: {report['date']}, 2048² matmul GFLOP/s before {report.get('matmul_gflops_before')}, "
+                  f"after {report.get('matmul_gflops_after')}")
+        print("\n" + relative_table(reports))
+        return
     report = json.loads(Path(args.train).read_text())
     flops = json.loads(Path(args.flops).read_text()) if Path(args.flops).is_file() else None
     print(f"machine: {report['machine']}, torch {report['torch']}, {report['date']}; 2048² matmul GFLOP/s before "
