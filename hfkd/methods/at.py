@@ -15,8 +15,8 @@ from .registry import register_method
 def attention_map(feature: torch.Tensor) -> torch.Tensor:
     """``mean_c(f^2)`` (p = 2, the MEAN over channels) flattened to ``[B, H*W]``, L2-normalised per sample.
 
-    ``mean_c(f^2)`` is computed as ``||f||_c^2 / C`` with fp32 accumulation straight from the (possibly bf16) map,
-    reducing in the map's own memory layout: no fp32 copy of the map, and a gradient in its layout.
+    ``mean_c(f^2)`` is computed as ``||f||_c^2 / C``, accumulated in fp32 from the (possibly bf16) map and reduced in
+    the map's own memory layout, so the gradient comes back in that layout (``hfkd.methods.layout``).
     """
     view, channel_dim = channel_view(feature)
     energy = torch.linalg.vector_norm(view, dim=channel_dim, dtype=torch.float32).pow(2) / feature.shape[1]
