@@ -182,6 +182,11 @@ def collect(recipes: list[Path], seeds: list[int], output_dir: Path) -> list[dic
                 reference, source = _reference(run_dir, Path(row["output_dir"]))
                 if reference is not None:
                     entry["reference_top1"], entry["reference_source"] = reference, source
+    for (stem, stage), failure in list(entries.items()):
+        finished = [entry for key, entry in entries.items() if key[0] == stem and key[1]]
+        if stage == "" and len(finished) == 1:  # a one-stage recipe that failed on some seeds only: one row
+            finished[0]["failed"].update(failure["failed"])
+            del entries[(stem, stage)]
     return list(entries.values())
 
 

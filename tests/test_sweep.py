@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from hfkd.sweep import main as sweep_main
-from hfkd.sweep import display_order, results_table
+from hfkd.sweep import collect, display_order, results_table
 from tests.conftest import write_image_dataset
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -112,3 +112,21 @@ def test_table_rows_follow_the_seed_table_order():
     # the bar charts use the same order (the teacher, another architecture, has its own chart)
     bars = [e["label"] for e in display_order([e for e in entries if e["student"] == "resnet8"])]
     assert bars == ["e_alone", "c_kd", "f_srrl", "a_simkd", "g_simkd", "b_dkd"]
+
+
+def test_a_recipe_failing_on_some_seeds_only_is_one_row(tmp_path):
+    recipe = tmp_path / "e_semckd.yaml"
+    recipe.write_text("method: semckd\n")
+    row = {"stage": "e_semckd", "student": "resnet8", "method": "semckd", "teacher": "resnet20", "top1_last": 50.0,
+           "top5_last": 90.0, "output_dir": str(tmp_path / "out" / "e_semckd" / "seed-0")}
+    for seed, top1 in ((0, 50.0), (1, 54.0)):
+        run = tmp_path / "out" / "e_semckd" / f"seed-{seed}"
+        run.mkdir(parents=True)
+        (run / "results.json").write_text(json.dumps([{**row, "top1_last": top1, "output_dir": str(run)}]))
+    failed = tmp_path / "out" / "e_semckd" / "seed-2"
+    failed.mkdir()
+    (failed / "failed.json").write_text(json.dumps({"error": "the loss term 'semckd' became nan or inf at step 98"}))
+    entries = collect([recipe], [0, 1, 2], tmp_path / "out")
+    assert len(entries) == 1 and entries[0]["top1"] == {0: 50.0, 1: 54.0} and list(entries[0]["failed"]) == [2]
+    rows = [line for line in results_table(entries).splitlines() if line.startswith("| e_semckd")]
+    assert rows == ["| e_semckd | 52.00 ± 2.83 (2) failed (1 seed) |"]
