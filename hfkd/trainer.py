@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from accelerate.utils import DistributedType
 from transformers import Trainer, TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, HubStrategy, SaveStrategy, has_length
 from transformers.utils.hub import PushInProgress, hf_api
@@ -31,6 +32,8 @@ from .results import summarize_evaluations
 from .schedule import EpochMilestoneLR
 
 logger = logging.getLogger(__name__)
+# distributed set-ups whose gradients after backward are ordinary tensors, equal on every process
+PLAIN_GRADIENTS = (DistributedType.NO, DistributedType.MULTI_GPU, DistributedType.MULTI_CPU)
 # how often (optimizer steps) the device-side non-finite flags are read back on an accelerator; every step on a CPU
 DIVERGENCE_CHECK_STEPS = 25
 # the teacher is checked on at most this many evaluation examples (spread over the set) before distillation
@@ -109,6 +112,9 @@ class DistillationTrainer(Trainer):
             **kwargs,
         )
         self.teacher = self._prepare_teacher(teacher) if distillation_model.needs_teacher else None
+        # read once: unwrapping the prepared model every step costs a walk of its modules
+        method = distillation_model.method
+        self._teacher_features = method is not None and method.needs_teacher_features
         if hasattr(self.train_dataset, "set_epoch"):
             self.add_callback(_DatasetEpoch(self.train_dataset))
         self.class_names = class_names
@@ -210,8 +216,19 @@ class DistillationTrainer(Trainer):
 
     @torch.no_grad()
     def _teacher_forward(self, pixel_values: torch.Tensor):
-        method = self.accelerator.unwrap_model(self.model).method
-        return self.teacher(pixel_values, return_features=method.needs_teacher_features)
+        return self.teacher(pixel_values, return_features=self._teacher_features)
+
+    def _get_grad_norm(self, model, grad_norm=None):
+        """The gradient norm the Trainer logs. When nothing was clipped and the gradients are plain local tensors
+        (no loss scaling, DeepSpeed, FSDP or XLA; under DDP they are already averaged over the processes), it is
+        one fused reduction on the device, not accelerate's clip at max_norm=inf, which also rescales every
+        gradient by 1 and costs about as much host time as a small model's step on a GPU."""
+        plain = self.accelerator.scaler is None and self.accelerator.distributed_type in PLAIN_GRADIENTS
+        if grad_norm is not None or not plain or self._has_mixed_mesh_grads(model):
+            return super()._get_grad_norm(model, grad_norm)
+        # the optimizer's parameters are the ones that train (student and method modules): cheaper than a module walk
+        grads = [p.grad for group in self.optimizer.param_groups for p in group["params"] if p.grad is not None]
+        return torch.nn.utils.get_total_norm(grads)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if self.args.channels_last and inputs["pixel_values"].dim() == 4:

@@ -63,3 +63,29 @@ def test_evaluation_runs_in_the_training_precision_even_before_training(tmp_path
         results[bf16] = trainer.evaluate()
         assert seen and set(seen) == {torch.bfloat16 if bf16 else torch.float32}
     assert results[True]["eval_loss"] == pytest.approx(results[False]["eval_loss"], rel=2e-2)
+
+
+def test_logged_gradient_norm_is_the_norm_accelerate_computes(tmp_path):
+    """The Trainer logs grad_norm every logging step; hfkd computes it with one fused reduction over the optimizer's
+    parameters instead of accelerate's clip at max_norm=inf. Both must give the same value for every step."""
+    from transformers import Trainer, TrainerCallback
+
+    torch.manual_seed(0)
+    train, _ = learnable_datasets(n_train=96, n_eval=8)
+    student, teacher = create_model("resnet8", num_classes=4), create_model("resnet14", num_classes=4).eval()
+    config = DistillationConfig(output_dir=str(tmp_path), method="fitnet", per_device_train_batch_size=32,
+                                max_steps=3, logging_steps=1, logging_strategy="steps", save_strategy="no",
+                                eval_strategy="no", report_to="none", lr_decay_epochs=[])
+    trainer = DistillationTrainer(model=student, teacher=teacher, args=config, train_dataset=train)
+    reference = []
+
+    class AccelerateNorm(TrainerCallback):  # runs after the norm is taken and before the optimizer steps
+        def on_pre_optimizer_step(self, args, state, control, **kwargs):
+            reference.append(float(Trainer._get_grad_norm(trainer, trainer.model_wrapped)))
+
+    trainer.add_callback(AccelerateNorm())
+    trainer.train()
+    logged = [entry["grad_norm"] for entry in trainer.state.log_history if "grad_norm" in entry]
+    assert len(logged) == len(reference) == 3
+    assert logged == pytest.approx(reference, rel=1e-5)
+    assert len(set(logged)) == 3 and min(logged) > 0  # a real norm of each step's gradients
