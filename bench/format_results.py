@@ -2,6 +2,7 @@
 
     python bench/format_results.py [--train bench/results/train_throughput.json] [--flops bench/results/step_flops.json]
     python bench/format_results.py --relative before.json after.json   # a before/after table of "relative" runs
+    python bench/format_results.py --gpu bench/results/h100/*.json        # GPU runs, with model FLOP utilisation
 """
 
 from __future__ import annotations
@@ -43,11 +44,12 @@ def train_table(report: dict, flops: dict | None) -> str:
 
 
 def overhead_table(report: dict) -> str:
-    rows = ["| method | setting | Trainer step (s) | bare loop step (s) | Trainer overhead |", "|---|---|---|---|---|"]
+    rows = ["| method | setting | Trainer step (ms) | bare loop step (ms) | Trainer overhead |", "|---|---|---|---|---|"]
     for key, result in sorted(report.get("overhead", {}).items()):
         method, setting = key.split("/")
         if "overhead" in result:
-            rows.append(f"| {method} | {setting} | {result['trainer_step_s']:.3f} | {result['bare_step_s']:.3f} | "
+            rows.append(f"| {method} | {setting} | {1e3 * result['trainer_step_s']:.1f} | "
+                        f"{1e3 * result['bare_step_s']:.1f} | "
                         f"{100 * result['overhead']:+.1f}% |")
     return "\n".join(rows)
 
@@ -81,13 +83,62 @@ def relative_table(reports: dict[str, dict]) -> str:
     return "\n".join(rows)
 
 
+# NVIDIA H100 SXM5 datasheet: 1,979 TFLOP/s bf16 tensor-core throughput with 2:4 sparsity, so 989.5 dense
+H100_BF16_DENSE_TFLOPS = 989.5
+
+
+def step_gflop_per_image(flops: dict | None, method: str) -> float | None:
+    """A training step's counted GFLOP per image (bench/results/step_flops.json); KD's is in every method's entry."""
+    counted = (flops or {}).get("flops", {})
+    if method == "kd":
+        return next(iter(counted.values()), {}).get("kd_gflop_per_img")
+    return counted.get(f"{method}/fp32", {}).get("method_gflop_per_img")
+
+
+def gpu_table(reports: list[dict], flops: dict | None) -> str:
+    """GPU training throughput of every (method, setting, batch) in ``reports``, with model FLOP utilisation: the
+    step's counted arithmetic (FlopCounterMode, per image) times img/s, over the H100's dense bf16 peak and over the
+    bf16 matmul rate measured in the same run."""
+    rows = ["| method | setting | batch | img/s | step (ms) | peak GPU memory (MB) | MFU vs 989.5 TFLOP/s | "
+            "MFU vs measured matmul |", "|---|---|---|---|---|---|---|---|"]
+    for report in reports:
+        measured = report["matmul_gflops_before"]["bf16"] / 1e3  # TFLOP/s
+        for key, result in report.get("train", {}).items():
+            method, setting = key.split("/")
+            if "img_per_s" not in result:
+                rows.append(f"| {method} | {setting} | {report['batch']} | {result.get('error', '–')} | | | | |")
+                continue
+            per_image = step_gflop_per_image(flops, method)
+            tflops = per_image * result["img_per_s"] / 1e3 if per_image else None
+            mfu = (f"{100 * tflops / H100_BF16_DENSE_TFLOPS:.2f}% | {100 * tflops / measured:.2f}%" if tflops
+                   else "– | –")
+            rows.append(f"| {method} | {setting} | {result.get('batch', report['batch'])} | {result['img_per_s']:.0f} | "
+                        f"{1e3 * result['step_s']:.1f} | {result.get('peak_gpu_mb', 0):.0f} | {mfu} |")
+    return "\n".join(rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--train", default="bench/results/train_throughput.json")
     parser.add_argument("--flops", default="bench/results/step_flops.json")
     parser.add_argument("--relative", nargs="+", default=None,
                         help="only a table of the 'relative' results of these JSON files, one column each")
+    parser.add_argument("--gpu", nargs="+", default=None,
+                        help="only a table of the GPU training runs in these JSON files, with model FLOP utilisation")
     args = parser.parse_args()
+    flops = json.loads(Path(args.flops).read_text()) if Path(args.flops).is_file() else None
+    if args.gpu:
+        reports = [json.loads(Path(path).read_text()) for path in args.gpu]
+        for path, report in zip(args.gpu, reports):
+            print(f"{path}: {report['machine']}, torch {report['torch']}, {report['date']}; matmul GFLOP/s before "
+                  f"{report.get('matmul_gflops_before')}, after {report.get('matmul_gflops_after')}")
+        print("\n" + gpu_table(reports, flops) + "\n")
+        for report in reports:
+            if report.get("overhead"):
+                print(overhead_table(report), "\n")
+            if report.get("eval"):
+                print(eval_table(report))
+        return
     if args.relative:
         reports = {Path(path).stem: json.loads(Path(path).read_text()) for path in args.relative}
         for label, report in reports.items():
@@ -96,7 +147,6 @@ def main() -> None:
         print("\n" + relative_table(reports))
         return
     report = json.loads(Path(args.train).read_text())
-    flops = json.loads(Path(args.flops).read_text()) if Path(args.flops).is_file() else None
     print(f"machine: {report['machine']}, torch {report['torch']}, {report['date']}; 2048² matmul GFLOP/s before "
           f"{report.get('matmul_gflops_before')}, after {report.get('matmul_gflops_after')}\n")
     print(train_table(report, flops), "\n")

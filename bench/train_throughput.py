@@ -13,7 +13,11 @@ storage, keyed crop + flip, normalise). Each (method, setting) runs in a fresh p
 - ``eval`` (SimKD): evaluation images/s of the Trainer (student + projector + reused head, no teacher) against a
   loop that also runs the teacher forward, as the reference code does.
 
-Settings: ``fp32``; ``fast`` = bf16 autocast + channels_last.
+Settings: ``fp32``; ``fast`` = bf16 autocast + channels_last. On a GPU also ``fp16`` (fp16 autocast + loss scaling +
+channels_last), ``compiled`` (``fast`` + ``torch_compile``), ``device_aug`` (``fast`` + crop / flip / normalise on the
+GPU) and ``workers`` (``fast`` + 4 DataLoader workers). On a GPU the clock is read after a ``cuda.synchronize()`` at
+each window's edges only (steps inside a window overlap as in training), windows are longer, and peak memory is the
+GPU's peak allocation. ``--batch`` changes the batch size (model FLOP utilisation grows with it on a GPU).
 """
 
 from __future__ import annotations
@@ -34,26 +38,48 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-BATCH = 64
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+# the parent passes --batch and --models to its children through the environment
+BATCH = int(os.environ.get("HFKD_BENCH_BATCH", 64))
+TINY = os.environ.get("HFKD_BENCH_MODELS") == "tiny"
 N_TRAIN = 50_000
 N_EVAL = 2_048
-WARMUP_STEPS = 4
-WINDOWS = 5
-STEPS_PER_WINDOW = 3
-SETTINGS = {"fp32": {}, "fast": {"bf16": True, "channels_last": True}}
+IMAGE_SIZE = 8 if TINY else 32
+# a GPU step (or a tiny model's) is ~100x shorter: longer windows, more warm-up (cuDNN autotuning, compilation)
+WARMUP_STEPS, WINDOWS, STEPS_PER_WINDOW = (10, 5, 20) if DEVICE == "cuda" or TINY else (4, 5, 3)
+FAST = {"bf16": True, "channels_last": True}
+SETTINGS = {"fp32": {}, "fast": FAST}
+if DEVICE == "cuda":
+    SETTINGS.update({"fp16": {"fp16": True, "channels_last": True}, "compiled": {**FAST, "torch_compile": True},
+                     "device_aug": {**FAST, "augment_on_device": True},
+                     "workers": {**FAST, "dataloader_num_workers": 4}})
+DATA_SETTINGS = ("augment_on_device",)  # keys that shape the dataset, not the DistillationConfig
 
 
-def random_data(n: int, num_classes: int = 100):
+def synchronize() -> None:
+    if DEVICE == "cuda":
+        torch.cuda.synchronize()
+
+
+def autocast(setting: str):
+    """The bare loops' precision: what the Trainer's bf16 autocast does (they do not run fp16, which needs scaling)."""
+    if "fp16" in SETTINGS[setting]:
+        raise ValueError("the bare-loop benchmarks run fp32 and bf16 settings only")
+    return torch.autocast(DEVICE, dtype=torch.bfloat16, enabled=bool(SETTINGS[setting].get("bf16")))
+
+
+def random_data(n: int, setting: str = "fp32", num_classes: int = 100):
     from hfkd.data import DecodedImageDataset
     from hfkd.data.normalization import KNOWN_STATISTICS
     from hfkd.data.transforms import cifar_eval_transform, cifar_train_transform
 
     generator = torch.Generator().manual_seed(0)
-    images = torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=generator)
+    images = torch.randint(0, 256, (n, 3, IMAGE_SIZE, IMAGE_SIZE), dtype=torch.uint8, generator=generator)
     labels = torch.arange(n) % num_classes
     mean, std = KNOWN_STATISTICS["cifar100"]
-    return (DecodedImageDataset(images, labels, cifar_train_transform(mean, std)),
-            DecodedImageDataset(images[:N_EVAL], labels[:N_EVAL], cifar_eval_transform(mean, std)))
+    on_device = bool(SETTINGS[setting].get("augment_on_device"))
+    return (DecodedImageDataset(images, labels, cifar_train_transform(mean, std), on_device=on_device),
+            DecodedImageDataset(images[:N_EVAL], labels[:N_EVAL], cifar_eval_transform(mean, std), on_device=on_device))
 
 
 def config(method: str, setting: str, output: str, **extra):
@@ -65,7 +91,7 @@ def config(method: str, setting: str, output: str, **extra):
               "max_steps": WARMUP_STEPS + WINDOWS * STEPS_PER_WINDOW, "seed": 0,
               # throughput does not depend on the step size; a small one keeps every method finite on random data
               "learning_rate": 1e-3}
-    values.update(SETTINGS[setting])
+    values.update({k: v for k, v in SETTINGS[setting].items() if k not in DATA_SETTINGS})
     values.update(extra)
     return DistillationConfig(**values)
 
@@ -77,21 +103,23 @@ def models():
     from hfkd.models import create_model
 
     torch.manual_seed(0)
-    student, teacher = create_model("resnet8x4", num_classes=100), create_model("resnet32x4", num_classes=100)
+    student, teacher = (create_model("resnet8", num_classes=100), create_model("resnet20", num_classes=100)) if TINY \
+        else (create_model("resnet8x4", num_classes=100), create_model("resnet32x4", num_classes=100))
     for module in teacher.modules():
         if isinstance(module, torch.nn.BatchNorm2d):
             module.momentum = None  # cumulative average over the calibration batches
     with torch.no_grad():
         teacher.train()
         for _ in range(4):
-            teacher(torch.randn(BATCH, 3, 32, 32))
+            teacher(torch.randn(BATCH, 3, IMAGE_SIZE, IMAGE_SIZE))
     return student, teacher.eval()
 
 
-class StepTimer:
-    """A TrainerCallback recording the wall time from one optimizer step's end to the next one's: everything the
-    Trainer does per step (fetching and collating the batch, the step, logging bookkeeping). ``between`` runs after a
-    step is recorded and before the next one's clock starts (the overhead benchmark's bare windows)."""
+class WindowTimer:
+    """A TrainerCallback timing windows of STEPS_PER_WINDOW optimizer steps after WARMUP_STEPS, from one optimizer
+    step's end to another's: everything the Trainer does per step (fetching and collating the batch, the step,
+    logging bookkeeping). The device is synchronised at the window edges only. ``between(state, control)`` runs at
+    each edge, outside the Trainer's windows (the overhead benchmark's bare windows)."""
 
     def __init__(self, between=None):
         from transformers import TrainerCallback
@@ -99,86 +127,105 @@ class StepTimer:
         timer = self
 
         class Callback(TrainerCallback):
-            def on_train_begin(self, args, state, control, **kwargs):
-                timer.mark = time.perf_counter()
-
             def on_step_end(self, args, state, control, **kwargs):
-                timer.times.append(time.perf_counter() - timer.mark)
+                done = state.global_step - WARMUP_STEPS
+                if done < 0 or done % STEPS_PER_WINDOW:
+                    return
+                synchronize()
+                if timer.window_start is not None:
+                    timer.windows.append((time.perf_counter() - timer.window_start) / STEPS_PER_WINDOW)
                 if between is not None:
                     between(state, control)
-                timer.mark = time.perf_counter()
+                timer.window_start = time.perf_counter()
 
-        self.times: list[float] = []
-        self.mark = 0.0
+        self.windows: list[float] = []  # mean step time of each window
+        self.window_start: float | None = None
         self.callback = Callback()
 
-    def window_medians(self) -> float:
-        measured = self.times[WARMUP_STEPS:]
-        windows = [statistics.mean(measured[i:i + STEPS_PER_WINDOW]) for i in range(0, len(measured), STEPS_PER_WINDOW)]
-        return statistics.median(windows)
+    def median_step(self) -> float:
+        return statistics.median(self.windows)
+
+
+def peak_memory() -> dict:
+    peak = {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    if DEVICE == "cuda":
+        peak["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    return peak
 
 
 def child_train(method: str, setting: str, output: str) -> dict:
     from hfkd.trainer import DistillationTrainer
 
-    train, _ = random_data(N_TRAIN)
+    train, _ = random_data(N_TRAIN, setting)
     student, teacher = models()
-    timer = StepTimer()
+    timer = WindowTimer()
     trainer = DistillationTrainer(model=student, teacher=teacher, args=config(method, setting, output),
                                   train_dataset=train, callbacks=[timer.callback])
     trainer.check_teacher = lambda: None  # no evaluation set in this benchmark
     trainer.train()
-    step = timer.window_medians()
-    return {"img_per_s": BATCH / step, "step_s": step, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    step = timer.median_step()
+    return {"img_per_s": BATCH / step, "step_s": step, "batch": BATCH, **peak_memory()}
+
+
+def bare_window(model, teacher, optimizer, dataset, indices: list[list[int]], setting: str) -> float:
+    """Mean step time of a bare PyTorch loop over these batches: fetch, move to the device (and augment there for an
+    on-device dataset), teacher forward under no_grad, forward, backward, SGD step, zero_grad."""
+    channels_last = bool(SETTINGS[setting].get("channels_last"))
+    synchronize()
+    begin = time.perf_counter()
+    for batch_indices in indices:
+        batch = to_device(dataset.__getitems__(batch_indices))
+        batch = dataset.device_transform(batch, 0) if hasattr(dataset, "device_transform") else batch
+        pixels = batch.pop("pixel_values")
+        if channels_last:
+            pixels = pixels.contiguous(memory_format=torch.channels_last)
+        with autocast(setting):
+            with torch.no_grad():
+                teacher_out = teacher(pixels, return_features=model.method.needs_teacher_features)
+            out = model(pixel_values=pixels, teacher_outputs=teacher_out, epoch=1, **batch)
+        out["loss"].backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    synchronize()
+    return (time.perf_counter() - begin) / len(indices)
+
+
+def to_device(batch: dict) -> dict:
+    return {k: v.to(DEVICE, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+
+def batches(order: torch.Tensor, start: int, count: int) -> list[list[int]]:
+    return [order[(start + i) * BATCH:(start + i + 1) * BATCH].tolist() for i in range(count)]
 
 
 def child_overhead(method: str, setting: str, output: str) -> dict:
     """Alternate windows of a bare loop and of the Trainer over the same DistillationModel, teacher and batches."""
     from hfkd.trainer import DistillationTrainer
 
-    train, _ = random_data(N_TRAIN)
+    train, _ = random_data(N_TRAIN, setting)
     student, teacher = models()
-    fast = setting == "fast"
     args = config(method, setting, output, max_steps=10_000)
     trainer = DistillationTrainer(model=student, teacher=teacher, args=args, train_dataset=train)
     model, teacher = trainer.model, trainer.teacher
     optimizer = trainer.create_optimizer()  # the same SGD (momentum 0.9, decay on every parameter)
     order = torch.randperm(N_TRAIN, generator=torch.Generator().manual_seed(1))
-
-    def bare_steps(count: int, start: int) -> float:
-        model.train()
-        begin = time.perf_counter()
-        for i in range(count):
-            idx = order[(start + i) * BATCH:(start + i + 1) * BATCH].tolist()
-            batch = train.__getitems__(idx)
-            pixels = batch["pixel_values"]
-            if fast:
-                pixels = pixels.contiguous(memory_format=torch.channels_last)
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=fast):
-                with torch.no_grad():
-                    teacher_out = teacher(pixels, return_features=model.method.needs_teacher_features)
-                out = model(pixel_values=pixels, labels=batch["labels"], teacher_outputs=teacher_out, epoch=1)
-            out["loss"].backward()
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-        return (time.perf_counter() - begin) / count
-
     bare: list[float] = []
 
-    def interleave(state, control) -> None:  # a bare window after every Trainer window
-        step = state.global_step
-        if step >= WARMUP_STEPS and (step - WARMUP_STEPS) % STEPS_PER_WINDOW == STEPS_PER_WINDOW - 1:
-            bare.append(bare_steps(STEPS_PER_WINDOW, step))
-        if step >= WARMUP_STEPS + WINDOWS * STEPS_PER_WINDOW:
+    def interleave(state, control) -> None:  # a bare window between the Trainer's windows
+        if state.global_step > WARMUP_STEPS:  # a Trainer window has just ended
+            model.train()
+            bare.append(bare_window(model, teacher, optimizer, train, batches(order, state.global_step,
+                                                                            STEPS_PER_WINDOW), setting))
+        if len(bare) >= WINDOWS:
             control.should_training_stop = True
 
-    bare_steps(WARMUP_STEPS, 0)  # warm the bare path too
-    timer = StepTimer(between=interleave)
+    model.train()
+    bare_window(model, teacher, optimizer, train, batches(order, 0, WARMUP_STEPS), setting)  # warm the bare path
+    timer = WindowTimer(between=interleave)
     trainer.add_callback(timer.callback)
     trainer.check_teacher = lambda: None
     trainer.train()
-    trainer_step = timer.window_medians()
-    bare_step = statistics.median(bare)
+    trainer_step, bare_step = timer.median_step(), statistics.median(bare)
     return {"trainer_step_s": trainer_step, "bare_step_s": bare_step, "overhead": trainer_step / bare_step - 1}
 
 
@@ -187,8 +234,7 @@ def child_relative(method: str, setting: str, output: str) -> dict:
     machine's drift between processes). Both step their DistillationModel with the same SGD, teacher and batches."""
     from hfkd.trainer import DistillationTrainer
 
-    train, _ = random_data(N_TRAIN)
-    fast = setting == "fast"
+    train, _ = random_data(N_TRAIN, setting)
     steppers = {}
     for name in ("kd", method):
         student, teacher = models()
@@ -198,31 +244,13 @@ def child_relative(method: str, setting: str, output: str) -> dict:
         prepared = trainer.train_dataset  # CRD's is wrapped with indices and negatives
         steppers[name] = (model, trainer.teacher, optimizer, prepared)
     order = torch.randperm(N_TRAIN, generator=torch.Generator().manual_seed(1))
-
-    def window(name: str, start: int, count: int) -> float:
-        model, teacher, optimizer, dataset = steppers[name]
-        begin = time.perf_counter()
-        for i in range(count):
-            batch = dataset.__getitems__(order[(start + i) * BATCH:(start + i + 1) * BATCH].tolist())
-            batch = dataset.device_transform(batch, 0) if hasattr(dataset, "device_transform") else batch
-            pixels = batch.pop("pixel_values")
-            if fast:
-                pixels = pixels.contiguous(memory_format=torch.channels_last)
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=fast):
-                with torch.no_grad():
-                    teacher_out = teacher(pixels, return_features=model.method.needs_teacher_features)
-                out = model(pixel_values=pixels, teacher_outputs=teacher_out, epoch=1, **batch)
-            out["loss"].backward()
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-        return (time.perf_counter() - begin) / count
-
     for name in steppers:
-        window(name, 0, WARMUP_STEPS)
+        bare_window(*steppers[name], batches(order, 0, WARMUP_STEPS), setting)
     times = {name: [] for name in steppers}
     for w in range(WINDOWS):
         for name in steppers:
-            times[name].append(window(name, WARMUP_STEPS + w * STEPS_PER_WINDOW, STEPS_PER_WINDOW))
+            times[name].append(bare_window(*steppers[name], batches(order, WARMUP_STEPS + w * STEPS_PER_WINDOW,
+                                                                    STEPS_PER_WINDOW), setting))
     kd, other = statistics.median(times["kd"]), statistics.median(times[method])
     return {"kd_step_s": kd, "method_step_s": other, "relative_to_kd": other / kd}
 
@@ -241,7 +269,7 @@ def child_flops(method: str, setting: str, output: str) -> dict:
         trainer = DistillationTrainer(model=student, teacher=teacher, args=config(name, "fp32", output),
                                       train_dataset=train)
         model, dataset = trainer.model.train(), trainer.train_dataset
-        batch = dataset.__getitems__(list(range(BATCH)))
+        batch = to_device(dataset.__getitems__(list(range(BATCH))))
         pixels = batch.pop("pixel_values")
         with FlopCounterMode(display=False) as counter:
             with torch.no_grad():
@@ -256,11 +284,11 @@ def child_eval(method: str, setting: str, output: str) -> dict:
     """SimKD evaluation: the Trainer (no teacher) against the reference's loop with a teacher forward."""
     from hfkd.trainer import DistillationTrainer
 
-    train, evaluation = random_data(N_TRAIN)
+    train, evaluation = random_data(N_TRAIN, setting)
     student, teacher = models()
     trainer = DistillationTrainer(model=student, teacher=teacher, args=config(method, setting, output),
                                   train_dataset=train, eval_dataset=evaluation)
-    fast = setting == "fast"
+    channels_last = bool(SETTINGS[setting].get("channels_last"))
     trainer.evaluate()  # warm-up
     times = []
     for _ in range(3):
@@ -272,14 +300,17 @@ def child_eval(method: str, setting: str, output: str) -> dict:
     loader = torch.utils.data.DataLoader(evaluation, batch_size=256, collate_fn=lambda b: b)
 
     def with_teacher() -> float:
+        synchronize()
         begin = time.perf_counter()
-        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=fast):
+        with torch.no_grad(), autocast(setting):
             for batch in loader:
+                batch = evaluation.device_transform(to_device(batch), 0)
                 pixels = batch["pixel_values"]
-                if fast:
+                if channels_last:
                     pixels = pixels.contiguous(memory_format=torch.channels_last)
                 trainer.teacher(pixels, return_features=True)  # what the reference runs and discards
                 model(pixel_values=pixels)
+        synchronize()
         return time.perf_counter() - begin
 
     with_teacher()
@@ -288,15 +319,19 @@ def child_eval(method: str, setting: str, output: str) -> dict:
             "speedup": hfkd_rate / reference_rate}
 
 
-def matmul_gflops(dtype: torch.dtype, n: int = 2048, repeats: int = 10) -> float:
+def matmul_gflops(dtype: torch.dtype, n: int | None = None, repeats: int = 10) -> float:
     """The machine's dense-arithmetic speed: median GFLOP/s of an n x n matmul (the issue quotes 160 fp32 /
-    790 bf16 on these 2-core machines when quiet), so a reader can tell a slow run from a busy machine."""
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    790 bf16 for n = 2048 on these 2-core machines when quiet), so a reader can tell a slow run from a busy machine.
+    On a GPU n = 8192, large enough to reach the tensor cores' peak (the denominator of model FLOP utilisation)."""
+    n = n or (8192 if DEVICE == "cuda" else 2048)
+    a, b = torch.randn(n, n, dtype=dtype, device=DEVICE), torch.randn(n, n, dtype=dtype, device=DEVICE)
     a @ b
     times = []
     for _ in range(repeats):
+        synchronize()
         begin = time.perf_counter()
         a @ b
+        synchronize()
         times.append(time.perf_counter() - begin)
     return 2 * n**3 / statistics.median(times) / 1e9
 
@@ -305,7 +340,8 @@ def run_child(kind: str, method: str, setting: str) -> dict:
     import tempfile
 
     with tempfile.TemporaryDirectory() as output:
-        env = {**os.environ, "PYTHONPATH": str(REPO), "TRANSFORMERS_VERBOSITY": "error"}
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+               "TRANSFORMERS_VERBOSITY": "error"}
         done = subprocess.run([sys.executable, __file__, "--child", kind, method, setting, output], env=env,
                               capture_output=True, text=True)
     lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
@@ -323,6 +359,10 @@ def main() -> None:
                              "and flops (each method's step arithmetic against KD's)")
     parser.add_argument("--relative_methods", nargs="+", default=["crd", "semckd", "simkd"],
                         help="methods the relative kind compares with KD")
+    parser.add_argument("--batch", type=int, default=BATCH, help="training batch size (default 64)")
+    parser.add_argument("--models", choices=["cifar", "tiny"], default="cifar",
+                        help="cifar: resnet32x4 -> resnet8x4 at 32 px; tiny: resnet20 -> resnet8 at 8 px, where the "
+                             "arithmetic is small enough that the host's per-step work shows (a small model on a GPU)")
     parser.add_argument("--json", default="bench/results/train_throughput.json")
     parser.add_argument("--child", nargs=4, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -336,23 +376,35 @@ def main() -> None:
 
     from hfkd.methods import METHODS
 
+    os.environ["HFKD_BENCH_BATCH"] = str(args.batch)  # the children's batch size and models
+    os.environ["HFKD_BENCH_MODELS"] = args.models
     methods = args.methods or sorted(METHODS)
-    report = {"machine": f"{platform.machine()} {os.cpu_count()} CPUs", "torch": torch.__version__,
+    machine = f"{platform.machine()} {os.cpu_count()} CPUs"
+    if DEVICE == "cuda":
+        machine += f", {torch.cuda.get_device_name()}"
+    report = {"machine": machine, "device": DEVICE, "torch": torch.__version__, "batch": args.batch, "models": args.models,
               "date": time.strftime("%Y-%m-%d"), "train": {}, "overhead": {}, "eval": {}, "relative": {},
               "flops": {}}
     report["matmul_gflops_before"] = {"fp32": matmul_gflops(torch.float32), "bf16": matmul_gflops(torch.bfloat16)}
-    print(f"2048^2 matmul GFLOP/s before: {report['matmul_gflops_before']}", flush=True)
+    print(f"matmul GFLOP/s before: {report['matmul_gflops_before']}", flush=True)
+
+    def write(report: dict) -> None:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(report, indent=2))
+
     plan = {"train": methods, "overhead": ["kd", "simkd"], "eval": ["simkd"],
             "relative": [m for m in args.relative_methods if m != "kd"], "flops": [m for m in methods if m != "kd"]}
     for setting in args.settings:
         for kind in args.kinds:
+            if kind not in ("train", "flops") and setting not in ("fp32", "fast"):
+                continue  # the bare loops and the relative windows compare the two main settings
             for method in plan[kind]:
                 report[kind][f"{method}/{setting}"] = result = run_child(kind, method, setting)
                 print(f"{kind:8s} {method:10s} {setting:5s} {json.dumps(result)}", flush=True)
+                write(report)  # after every result: a run stopped part-way keeps what it measured
     report["matmul_gflops_after"] = {"fp32": matmul_gflops(torch.float32), "bf16": matmul_gflops(torch.bfloat16)}
-    print(f"2048^2 matmul GFLOP/s after: {report['matmul_gflops_after']}", flush=True)
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(report, indent=2))
+    print(f"matmul GFLOP/s after: {report['matmul_gflops_after']}", flush=True)
+    write(report)
 
 
 if __name__ == "__main__":
