@@ -93,3 +93,26 @@ def test_nst_needs_feature_maps():
 def test_nst_kernels_are_fp32_under_autocast():
     """The kernel matmuls run with autocast off, so bf16 autocast gives the fp32 value of the (bf16) features."""
     assert_map_method_fp32_under_autocast(NST, "nst", seed=7)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_position_space_form_equals_the_channel_space_form_in_value_and_gradient(channels_last):
+    """The last stage of resnet32x4 / resnet8x4 (64 positions, 256 channels): nst_loss takes the [P, P] Gram form
+    there; it must give the reference's channel-kernel value and student gradient."""
+    from hfkd.methods.nst import channel_space_mmd, channel_vectors, nst_loss, position_space_mmd
+
+    g = torch.Generator().manual_seed(4)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    student = torch.randn(4, 256, 8, 8, generator=g).relu().contiguous(memory_format=fmt)
+    teacher = torch.randn(4, 256, 8, 8, generator=g).relu().contiguous(memory_format=fmt)
+    losses, grads = [], []
+    for form in (channel_space_mmd, position_space_mmd, None):
+        s = student.clone().requires_grad_(True)
+        loss = nst_loss(s, teacher) if form is None else form(channel_vectors(s), channel_vectors(teacher))
+        loss.backward()
+        losses.append(loss.item())
+        grads.append(s.grad)
+    assert losses[0] > 0
+    assert losses[1] == pytest.approx(losses[0], rel=1e-5)
+    assert losses[2] == losses[1]  # nst_loss chose the position form for this shape
+    torch.testing.assert_close(grads[1], grads[0], rtol=1e-4, atol=1e-9)

@@ -28,10 +28,37 @@ def mean_poly_kernel(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return torch.bmm(a.float(), b.float().transpose(1, 2)).pow(2).mean()
 
 
-def nst_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
-    """Squared MMD with the polynomial kernel: ``mean K(t,t) (detached) + mean K(s,s) - 2 mean K(s,t)``."""
-    s, t = channel_vectors(student), channel_vectors(teacher)
+def channel_space_mmd(s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """The reference's form: ``mean K(t,t) (detached) + mean K(s,s) - 2 mean K(s,t)`` over channel pairs."""
     return mean_poly_kernel(t, t).detach() + mean_poly_kernel(s, s) - 2 * mean_poly_kernel(s, t)
+
+
+def position_space_mmd(s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """The same value from ``[H*W, H*W]`` Gram matrices over positions instead of ``[C, C]`` kernels over channels.
+
+    For the ``[C, P]`` matrices A, B of one sample, ``sum_ij (a_i . b_j)^2 = ||A B^T||_F^2 = <A^T A, B^T B>_F``,
+    and with ``G = A^T A / C`` each kernel mean is ``<G_a, G_b>_F`` averaged over samples. Two Grams serve all three
+    terms; cheaper when a stage has fewer positions than channels (the last stage of a CIFAR ResNet: 64 positions,
+    256 channels). The terms stay separate, ``K(t,t)`` detached, so gradients are the reference's too.
+    """
+    def mean_inner(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return (x * y).sum(dim=(1, 2)).mean()
+
+    with full_precision(s):
+        gram_s = torch.bmm(s.transpose(1, 2), s) / s.shape[1]
+        gram_t = torch.bmm(t.transpose(1, 2), t) / t.shape[1]
+        return mean_inner(gram_t, gram_t).detach() + mean_inner(gram_s, gram_s) - 2 * mean_inner(gram_s, gram_t)
+
+
+def nst_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """Squared MMD with the polynomial kernel between the students' and the teacher's channel vectors, in whichever
+    of the two equal forms does less arithmetic for this stage's shape."""
+    s, t = channel_vectors(student), channel_vectors(teacher)
+    positions, c_s, c_t = s.shape[2], s.shape[1], t.shape[1]
+    # matmul work: two [P, P] Grams (P^2 (C_s + C_t)) against three channel kernels (P (C_s^2 + C_t^2 + C_s C_t))
+    if positions * (c_s + c_t) < c_s * c_s + c_t * c_t + c_s * c_t:
+        return position_space_mmd(s, t)
+    return channel_space_mmd(s, t)
 
 
 @register_method
