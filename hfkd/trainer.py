@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 from accelerate.utils import DistributedType
+from torch import nn
 from transformers import Trainer, TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, HubStrategy, SaveStrategy, has_length
 from transformers.utils.hub import PushInProgress, hf_api
@@ -222,7 +222,7 @@ class DistillationTrainer(Trainer):
         """The gradient norm the Trainer logs. When nothing was clipped and the gradients are plain local tensors
         (no loss scaling, DeepSpeed, FSDP or XLA; under DDP they are already averaged over the processes), it is
         one fused reduction on the device, not accelerate's clip at max_norm=inf, which also rescales every
-        gradient by 1 and costs about as much host time as a small model's step on a GPU."""
+        gradient by 1 and took 2.4x the host time per step (573 against 239 us, BENCHMARKS.md)."""
         plain = self.accelerator.scaler is None and self.accelerator.distributed_type in PLAIN_GRADIENTS
         if grad_norm is not None or not plain or self._has_mixed_mesh_grads(model):
             return super()._get_grad_norm(model, grad_norm)

@@ -51,7 +51,7 @@ def position_space_mmd(s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
 
 
 def nst_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
-    """Squared MMD with the polynomial kernel between the students' and the teacher's channel vectors, in whichever
+    """Squared MMD with the polynomial kernel between the student's and the teacher's channel vectors, in whichever
     of the two equal forms does less arithmetic for this stage's shape."""
     s, t = channel_vectors(student), channel_vectors(teacher)
     positions, c_s, c_t = s.shape[2], s.shape[1], t.shape[1]
