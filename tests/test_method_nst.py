@@ -95,24 +95,94 @@ def test_nst_kernels_are_fp32_under_autocast():
     assert_map_method_fp32_under_autocast(NST, "nst", seed=7)
 
 
-@pytest.mark.parametrize("channels_last", [False, True])
-def test_position_space_form_equals_the_channel_space_form_in_value_and_gradient(channels_last):
-    """The last stage of resnet32x4 / resnet8x4 (64 positions, 256 channels): nst_loss takes the [P, P] Gram form
-    there; it must give the reference's channel-kernel value and student gradient."""
-    from hfkd.methods.nst import channel_space_mmd, channel_vectors, nst_loss, position_space_mmd
+def op_by_op_nst(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """The reference's loss as autograd ops (RepDistiller's NSTLoss): F.normalize, three kernels, K(t,t) detached."""
+    a = torch.nn.functional.normalize(student.float().flatten(2), dim=2)
+    b = torch.nn.functional.normalize(teacher.float().flatten(2), dim=2)
 
+    def mean_kernel(x, y):
+        return torch.bmm(x, y.transpose(1, 2)).pow(2).mean()
+
+    return mean_kernel(b, b).detach() + mean_kernel(a, a) - 2 * mean_kernel(a, b)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize(
+    "student_shape, teacher_shape, position_grams",
+    [
+        ((3, 6, 4, 4), (3, 5, 4, 4), False),  # more positions than channels: channel kernels
+        ((3, 12, 2, 2), (3, 10, 2, 2), True),  # fewer: position Grams
+        ((4, 256, 8, 8), (4, 256, 8, 8), True),  # the last stage of resnet8x4 / resnet32x4
+    ],
+)
+def test_written_out_gradient_equals_the_op_by_op_reference(
+    student_shape, teacher_shape, position_grams, channels_last, dtype
+):
+    """nst_loss's value and its gradients to student and teacher maps are the op-by-op reference's, in either form,
+    layout and dtype, with a dead (all-zero) channel whose normalised vector F.normalize leaves at zero."""
+    from hfkd.methods.nst import nst_loss, uses_position_grams
+
+    positions = student_shape[2] * student_shape[3]
+    assert uses_position_grams(positions, student_shape[1], teacher_shape[1]) is position_grams
     g = torch.Generator().manual_seed(4)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
-    student = torch.randn(4, 256, 8, 8, generator=g).relu().contiguous(memory_format=fmt)
-    teacher = torch.randn(4, 256, 8, 8, generator=g).relu().contiguous(memory_format=fmt)
-    losses, grads = [], []
-    for form in (channel_space_mmd, position_space_mmd, None):
-        s = student.clone().requires_grad_(True)
-        loss = nst_loss(s, teacher) if form is None else form(channel_vectors(s), channel_vectors(teacher))
+    maps = [torch.randn(shape, generator=g).relu() for shape in (student_shape, teacher_shape)]
+    maps[0][:, 1] = 0
+    maps = [m.to(dtype).contiguous(memory_format=fmt) for m in maps]
+    results = []
+    for loss_fn in (op_by_op_nst, nst_loss):
+        s, t = (m.clone().requires_grad_(True) for m in maps)
+        loss = loss_fn(s, t)
         loss.backward()
-        losses.append(loss.item())
+        results.append((loss, s.grad, t.grad))
+    (ref_loss, ref_s, ref_t), (loss, grad_s, grad_t) = results
+    assert loss.dtype == torch.float32 and ref_loss.item() > 0
+    assert loss.item() == pytest.approx(ref_loss.item(), rel=1e-5)
+    for grad, ref in ((grad_s, ref_s), (grad_t, ref_t)):
+        assert grad.dtype == dtype and grad.is_contiguous(memory_format=fmt)
+        # fp32: rounding, relative to the largest entry (entries are differences of similar terms); bf16: both are
+        # roundings of (nearly) the same fp32 value, one bf16 step apart at most
+        scale = ref.abs().max().item()
+        if dtype == torch.float32:
+            tolerance = {"rtol": 1e-4, "atol": 1e-5 * scale}
+        else:
+            tolerance = {"rtol": 8e-3, "atol": 1e-3 * scale}
+        torch.testing.assert_close(grad, ref, **tolerance)
+    assert grad_s[:, 1].abs().max() == 0 and grad_s.abs().max() > 0
+
+
+def test_the_loss_is_fp32_inside_autocast_and_backward_runs_after_it():
+    from hfkd.methods.nst import nst_loss
+
+    g = torch.Generator().manual_seed(5)
+    s = torch.randn(2, 6, 4, 4, generator=g).relu().requires_grad_(True)
+    t = torch.randn(2, 5, 4, 4, generator=g).relu()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = nst_loss(s, t)
+    loss.backward()
+    s2 = s.detach().clone().requires_grad_(True)
+    op_by_op_nst(s2, t).backward()
+    assert loss.item() == pytest.approx(op_by_op_nst(s, t).item(), rel=1e-5)
+    torch.testing.assert_close(s.grad, s2.grad, rtol=1e-4, atol=1e-9)
+
+
+def test_a_channel_whose_norm_is_clamped_gets_the_reference_gradient():
+    """Below F.normalize's eps (1e-12) the norm is a constant: the vector is x / eps and its gradient has no radial
+    term."""
+    from hfkd.methods.nst import nst_loss
+
+    g = torch.Generator().manual_seed(6)
+    student = torch.randn(2, 6, 4, 4, generator=g).relu()
+    student[:, 2] = torch.rand(2, 4, 4, generator=g) * 1e-14
+    teacher = torch.randn(2, 5, 4, 4, generator=g).relu()
+    grads = []
+    for loss_fn in (op_by_op_nst, nst_loss):
+        s = student.clone().requires_grad_(True)
+        loss_fn(s, teacher).backward()
         grads.append(s.grad)
-    assert losses[0] > 0
-    assert losses[1] == pytest.approx(losses[0], rel=1e-5)
-    assert losses[2] == losses[1]  # nst_loss chose the position form for this shape
-    torch.testing.assert_close(grads[1], grads[0], rtol=1e-4, atol=1e-9)
+    ref, grad = grads
+    torch.testing.assert_close(grad[:, 2], ref[:, 2], rtol=1e-4, atol=0)
+    others = [0, 1, 3, 4, 5]
+    scale = ref[:, others].abs().max().item()
+    torch.testing.assert_close(grad[:, others], ref[:, others], rtol=1e-4, atol=1e-5 * scale)

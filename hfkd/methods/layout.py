@@ -35,3 +35,19 @@ def spatial_vectors(feature: torch.Tensor) -> torch.Tensor:
     if channel_dim == 1:
         return view.flatten(2)
     return view.flatten(1, 2).transpose(1, 2)
+
+
+def matmuls_laid_out_like(like: torch.Tensor, terms: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+    """``sum of x @ y over terms`` (batched, shaped like ``like``), stored in ``like``'s memory order.
+
+    ``like`` is a ``[B, C, P]`` result of ``spatial_vectors``; for a channels-last map it is a transposed view of a
+    contiguous ``[B, P, C]``, and the sum is computed as ``(sum of y^T @ x^T)^T`` so that elementwise work mixing it
+    with ``like`` runs over both in the same order (a plain ``bmm`` result would be ``[B, C, P]``-contiguous).
+    """
+    transposed = like.stride(1) == 1 and like.stride(2) != 1
+    total = None
+    for x, y in terms:
+        if transposed:
+            x, y = y.mT, x.mT
+        total = torch.bmm(x, y) if total is None else torch.baddbmm(total, x, y)
+    return total.mT if transposed else total

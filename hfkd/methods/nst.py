@@ -1,64 +1,132 @@
 """Neuron Selectivity Transfer: Huang & Wang, "Like What You Like: Knowledge Distill via Neuron Selectivity
-Transfer", arXiv 1707.01219, 2017; RepDistiller's version (spec section 3, nst)."""
+Transfer", arXiv 1707.01219, 2017; RepDistiller's version (spec section 3, nst).
+
+The loss of one stage pair is the reference's: every channel's spatial vector L2-normalised
+(``F.normalize(f.view(B, C, -1), dim=2)``), then ``mean K(t,t) (detached) + mean K(s,s) - 2 mean K(s,t)`` with
+the polynomial kernel ``k(a_i, b_j) = (a_i . b_j)^2`` averaged over samples and channel pairs, in fp32.
+
+It is one ``autograd.Function`` with its gradient written out, not a chain of autograd ops: built op by op, the
+normalisation and the three kernels leave about fifteen passes over the ``[B, C, H*W]`` vectors in the backward
+(norm, division and masking gradients, one accumulation per use of the vectors), which cost more than the kernel
+matmuls themselves. Written out, the gradient is one or two matmuls and a few passes, and values and gradients are
+the reference's to fp32 rounding (``tests/test_method_nst.py`` checks both against the op-by-op form).
+"""
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
 
-from .layout import spatial_vectors
+from .citation import Paper
+from .layout import matmuls_laid_out_like, spatial_vectors
 from .pairs import StageMapPairMethod
 from .precision import full_precision
-from .citation import Paper
 from .registry import register_method
 
+#: ``F.normalize``'s default, which the reference uses: norms below it are clamped to it.
+NORM_EPS = 1e-12
 
-def channel_vectors(feature: torch.Tensor) -> torch.Tensor:
-    """``[B, C, H*W]`` in fp32, each channel's spatial vector L2-normalised (one "neuron" distribution per channel).
 
-    Built on a view in the map's own memory layout (``hfkd.methods.layout``): no transposing copy of a
-    channels-last map, and ``bmm`` takes the strided result as a transposed matrix.
+def normalised_vectors(feature: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(vectors, scale, unclamped)``: the ``[B, C, H*W]`` fp32 spatial vectors divided by ``scale``, their L2
+    norm clamped below at ``NORM_EPS`` (as ``F.normalize`` does), and where the norm was not clamped.
+
+    The vectors are a view in the map's own memory layout (``hfkd.methods.layout``): a channels-last map is never
+    transposed.
     """
-    return F.normalize(spatial_vectors(feature.float()), dim=2)
+    x = spatial_vectors(feature).float()
+    if x.stride(2) == 1:
+        norm = torch.linalg.vector_norm(x, dim=2, keepdim=True)
+    else:  # positions strided (channels-last): vector_norm reduces them 3-10x slower on CPU than square-then-sum
+        norm = x.square().sum(dim=2, keepdim=True).sqrt()
+    scale = norm.clamp_min(NORM_EPS)
+    return x / scale, scale, norm >= NORM_EPS
 
 
-def mean_poly_kernel(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Mean over samples and channel pairs of ``k(a_i, b_j) = (a_i . b_j)^2`` (polynomial kernel, d = 2, c = 0)."""
-    with full_precision(a):
-        return torch.bmm(a.float(), b.float().transpose(1, 2)).pow(2).mean()
+def normalisation_backward(
+    grad: torch.Tensor, vectors: torch.Tensor, scale: torch.Tensor, unclamped: torch.Tensor
+) -> torch.Tensor:
+    """The gradient with respect to ``x`` of ``v = x / max(||x||, eps)``, given ``grad`` with respect to ``v``:
+    ``(grad - <grad, v> v) / scale``, without the radial term where the norm was clamped (there the scale is a
+    constant). Works in place on ``grad``."""
+    radial = (grad * vectors).sum(dim=2, keepdim=True) * unclamped
+    return grad.addcmul_(radial, vectors, value=-1).div_(scale)
 
 
-def channel_space_mmd(s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """The reference's form: ``mean K(t,t) (detached) + mean K(s,s) - 2 mean K(s,t)`` over channel pairs."""
-    return mean_poly_kernel(t, t).detach() + mean_poly_kernel(s, s) - 2 * mean_poly_kernel(s, t)
+def as_map(vectors: torch.Tensor, shape: torch.Size, dtype: torch.dtype) -> torch.Tensor:
+    """``[B, C, H*W]`` vectors (in either layout) back as the ``[B, C, H, W]`` map they came from, in its dtype."""
+    return vectors.view(shape).to(dtype)
 
 
-def position_space_mmd(s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """The same value from ``[H*W, H*W]`` Gram matrices over positions instead of ``[C, C]`` kernels over channels.
+def uses_position_grams(positions: int, c_s: int, c_t: int) -> bool:
+    """Whether two ``[P, P]`` Grams over positions (``P^2 (C_s + C_t)`` multiply-adds) are less matmul work than the
+    three ``[C, C]`` channel kernels (``P (C_s^2 + C_t^2 + C_s C_t)``): stages with fewer positions than channels."""
+    return positions * (c_s + c_t) < c_s * c_s + c_t * c_t + c_s * c_t
 
-    For the ``[C, P]`` matrices A, B of one sample, ``sum_ij (a_i . b_j)^2 = ||A B^T||_F^2 = <A^T A, B^T B>_F``,
-    and with ``G = A^T A / C`` each kernel mean is ``<G_a, G_b>_F`` averaged over samples. Two Grams serve all three
-    terms; cheaper when a stage has fewer positions than channels (the last stage of a CIFAR ResNet: 64 positions,
-    256 channels). The terms stay separate, ``K(t,t)`` detached, so gradients are the reference's too.
+
+class NeuronSelectivityMMD(torch.autograd.Function):
+    """``nst_loss`` of one stage pair with its gradient written out (the module docstring says why).
+
+    For the ``[C, P]`` vector matrices A (student) and B (teacher) of one sample, the channel kernels are
+    ``A A^T``, ``A B^T``, ``B B^T`` and each kernel mean is ``||X Y^T||^2 / (C_x C_y)``. Since
+    ``||A B^T||^2 = <A^T A, B^T B>``, the same means come from the position Grams ``G_a = A^T A / C_s``,
+    ``G_b = B^T B / C_t``; the cheaper form is used (``uses_position_grams``). Gradients, with ``N`` samples:
+    ``dL/dA = 4 / (N C_s) A (G_a - G_b) = 4 / (N C_s) (A A^T A / C_s - A B^T B / C_t)`` and, from the cross term only
+    (``K(t,t)`` is detached, spec 3), ``dL/dB = -4 / (N C_t) B G_a = -4 / (N C_t) (A B^T)^T A / C_s``.
     """
-    def mean_inner(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return (x * y).sum(dim=(1, 2)).mean()
 
-    with full_precision(s):
-        gram_s = torch.bmm(s.transpose(1, 2), s) / s.shape[1]
-        gram_t = torch.bmm(t.transpose(1, 2), t) / t.shape[1]
-        return mean_inner(gram_t, gram_t).detach() + mean_inner(gram_s, gram_s) - 2 * mean_inner(gram_s, gram_t)
+    @staticmethod
+    def forward(ctx, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+        with full_precision(student):
+            a, a_scale, a_unclamped = normalised_vectors(student)
+            b, b_scale, b_unclamped = normalised_vectors(teacher)
+            samples, c_s, positions = a.shape
+            c_t = b.shape[1]
+            ctx.position_grams = uses_position_grams(positions, c_s, c_t)
+            if ctx.position_grams:
+                gram_a = torch.bmm(a.mT, a) / c_s
+                gram_b = torch.bmm(b.mT, b) / c_t
+                value = ((gram_b * gram_b).sum() + (gram_a * gram_a).sum() - 2 * (gram_a * gram_b).sum()) / samples
+                kernels = (gram_a, gram_b)
+            else:
+                k_aa, k_ab, k_bb = torch.bmm(a, a.mT), torch.bmm(a, b.mT), torch.bmm(b, b.mT)
+                value = k_bb.pow(2).mean() + k_aa.pow(2).mean() - 2 * k_ab.pow(2).mean()
+                kernels = (k_aa, k_ab)
+        ctx.maps = ((student.shape, student.dtype), (teacher.shape, teacher.dtype))
+        ctx.save_for_backward(a, a_scale, a_unclamped, b, b_scale, b_unclamped, *kernels)
+        return value
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_value: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        a, a_scale, a_unclamped, b, b_scale, b_unclamped, k1, k2 = ctx.saved_tensors
+        samples, c_s = a.shape[:2]
+        c_t = b.shape[1]
+        grad_student = grad_teacher = None
+        with full_precision(a):
+            if ctx.needs_input_grad[0]:
+                coef = grad_value * 4 / (samples * c_s)
+                if ctx.position_grams:  # A (G_a - G_b)
+                    terms = [(a, (k1 - k2) * coef)]
+                else:  # A A^T A / C_s - A B^T B / C_t
+                    terms = [(k1 * (coef / c_s), a), (k2 * (-coef / c_t), b)]
+                grad = matmuls_laid_out_like(a, terms)
+                grad_student = as_map(normalisation_backward(grad, a, a_scale, a_unclamped), *ctx.maps[0])
+            if ctx.needs_input_grad[1]:
+                coef = grad_value * -4 / (samples * c_t)
+                if ctx.position_grams:  # B G_a
+                    terms = [(b, k1 * coef)]
+                else:  # (A B^T)^T A / C_s
+                    terms = [(k2.mT * (coef / c_s), a)]
+                grad = matmuls_laid_out_like(b, terms)
+                grad_teacher = as_map(normalisation_backward(grad, b, b_scale, b_unclamped), *ctx.maps[1])
+        return grad_student, grad_teacher
 
 
 def nst_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
-    """Squared MMD with the polynomial kernel between the student's and the teacher's channel vectors, in whichever
-    of the two equal forms does less arithmetic for this stage's shape."""
-    s, t = channel_vectors(student), channel_vectors(teacher)
-    positions, c_s, c_t = s.shape[2], s.shape[1], t.shape[1]
-    # matmul work: two [P, P] Grams (P^2 (C_s + C_t)) against three channel kernels (P (C_s^2 + C_t^2 + C_s C_t))
-    if positions * (c_s + c_t) < c_s * c_s + c_t * c_t + c_s * c_t:
-        return position_space_mmd(s, t)
-    return channel_space_mmd(s, t)
+    """Squared MMD with the polynomial kernel between the student's and the teacher's channel vectors of one
+    stage pair (fp32 whatever the maps' dtype)."""
+    return NeuronSelectivityMMD.apply(student, teacher)
 
 
 @register_method
