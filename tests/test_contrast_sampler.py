@@ -9,11 +9,13 @@ import torch
 
 import hfkd.data.contrast as contrast
 from hfkd.config import DataArguments
-from hfkd.data.contrast import ContrastiveDataset, ContrastSampler, contrastive_dataset
+from hfkd.data.contrast import NEGATIVE_DRAWS, ContrastiveDataset, ContrastSampler, contrastive_dataset
 from hfkd.data.pipeline import prepare_datasets
 from hfkd.errors import DataError
 
 DEVICES = ["cpu", *(["cuda"] if torch.cuda.is_available() else [])]
+# both ways of drawing a row's negatives, whichever device would pick by default
+DRAWS = ["numpy", "keys"]
 
 
 def unbalanced_labels() -> torch.Tensor:
@@ -22,10 +24,11 @@ def unbalanced_labels() -> torch.Tensor:
     return labels[torch.randperm(len(labels), generator=torch.Generator().manual_seed(3))]
 
 
+@pytest.mark.parametrize("draw", DRAWS)
 @pytest.mark.parametrize("device", DEVICES)
-def test_exact_rows_are_index_then_distinct_negatives_of_other_classes(device):
+def test_exact_rows_are_index_then_distinct_negatives_of_other_classes(device, draw):
     labels = unbalanced_labels()
-    sampler = ContrastSampler(labels, nce_k=12)
+    sampler = ContrastSampler(labels, nce_k=12, draw=draw)
     assert sampler.nce_k == 12 and sampler.n_data == 40
     index = torch.arange(40, device=device)
     rows = sampler.sample(index, labels[index.cpu()])
@@ -38,10 +41,11 @@ def test_exact_rows_are_index_then_distinct_negatives_of_other_classes(device):
         assert all(0 <= j < 40 and labels[j] != labels[i] for j in negatives)
 
 
+@pytest.mark.parametrize("draw", DRAWS)
 @pytest.mark.parametrize("device", DEVICES)
-def test_k_equal_to_the_pool_takes_every_other_class_example(device):
+def test_k_equal_to_the_pool_takes_every_other_class_example(device, draw):
     labels = torch.tensor([0, 0, 1, 1, 1, 2])  # pools: 4, 3, 5, so K = 3 is the whole pool of class 1
-    sampler = ContrastSampler(labels, nce_k=3)
+    sampler = ContrastSampler(labels, nce_k=3, draw=draw)
     index = torch.tensor([2, 3, 4], device=device)  # class 1: its pool is exactly {0, 1, 5}
     rows = sampler.sample(index, labels[index.cpu()]).cpu()
     for row in rows.tolist():
@@ -61,9 +65,10 @@ def test_relax_positive_is_a_random_example_of_the_same_class():
     assert set(positives[labels[index] == 3].tolist()) == set(big.tolist())
 
 
-def test_draws_are_fresh_each_epoch_and_a_function_of_seed_epoch_and_index():
+@pytest.mark.parametrize("draw", DRAWS)
+def test_draws_are_fresh_each_epoch_and_a_function_of_seed_epoch_and_index(draw):
     labels = unbalanced_labels()
-    sampler = ContrastSampler(labels, nce_k=10)
+    sampler = ContrastSampler(labels, nce_k=10, draw=draw)
     index = torch.tensor([0, 1, 2, 3])
     first = sampler.sample(index, labels[index], epoch=0)
     assert torch.equal(first, sampler.sample(index, labels[index], epoch=0))  # reproducible (resume, other ranks)
@@ -73,9 +78,10 @@ def test_draws_are_fresh_each_epoch_and_a_function_of_seed_epoch_and_index():
     assert not torch.equal(first[0, 1:], first[1, 1:])  # examples draw independently
 
 
-def test_negatives_are_uniform_over_the_pool():
+@pytest.mark.parametrize("draw", DRAWS)
+def test_negatives_are_uniform_over_the_pool(draw):
     labels = unbalanced_labels()
-    sampler = ContrastSampler(labels, nce_k=10)
+    sampler = ContrastSampler(labels, nce_k=10, draw=draw)
     anchor = int((labels == 3).nonzero()[0])  # pool of 16 indices, 10 drawn each time
     draws = 4000
     one = torch.tensor([anchor])
@@ -88,10 +94,20 @@ def test_negatives_are_uniform_over_the_pool():
     assert torch.all((counts[pool] - expected).abs() < 0.075 * expected)
 
 
+def test_auto_draws_with_numpy_on_the_cpu_and_an_unknown_draw_is_refused():
+    labels = unbalanced_labels()
+    index = torch.arange(40)
+    drawn = {draw: ContrastSampler(labels, nce_k=12, draw=draw).sample(index, labels) for draw in NEGATIVE_DRAWS}
+    assert torch.equal(drawn["auto"], drawn["numpy"])
+    assert not torch.equal(drawn["numpy"][:, 1:], drawn["keys"][:, 1:])
+    with pytest.raises(ValueError, match="draw 'gpu' is not one of 'auto', 'numpy', 'keys'"):
+        ContrastSampler(labels, nce_k=12, draw="gpu")
+
+
 def test_rows_are_drawn_in_chunks_when_the_key_matrix_would_be_large(monkeypatch):
     monkeypatch.setattr(contrast, "_KEY_BUDGET", 70)  # two rows of 35 keys per chunk
     labels = unbalanced_labels()
-    sampler = ContrastSampler(labels, nce_k=16)
+    sampler = ContrastSampler(labels, nce_k=16, draw="keys")
     index = torch.arange(40)
     rows = sampler.sample(index, labels)
     for i, row in enumerate(rows.tolist()):
