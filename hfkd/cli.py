@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if argv else 2
     command, rest = argv[0], argv[1:]
     if command == "train":
-        from .run import main as train_main
+        from .train import main as train_main
 
         return train_main(rest)
     if command == "sweep":

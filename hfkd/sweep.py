@@ -61,7 +61,7 @@ def expand_recipes(patterns: list[str]) -> list[Path]:
 
 
 def _run_inline(run: SweepRun, overrides: list[str]) -> None:
-    from .run import run_recipe
+    from .train import run_recipe
 
     run_recipe(str(run.recipe), [*overrides, "--seed", str(run.seed), "--output_dir", str(run.output_dir)])
 
