@@ -13,7 +13,7 @@ from typing import Any
 from torch import nn
 
 from .distillation_model import DistillationModel
-from .models import HfkdConfig, HfkdForImageClassification, TransformersFeatureClassifier
+from .models import HfkdConfig, HfkdForImageClassification, TransformersFeatureClassifier, provenance_of
 from .models.modeling_hfkd import TRANSFORMERS_ARCHITECTURE
 
 
@@ -23,13 +23,13 @@ def _architecture_of(student: nn.Module) -> tuple[str, dict | None, nn.Module]:
         return student.config.architecture, student.config.architecture_kwargs, student.model
     if isinstance(student, TransformersFeatureClassifier):
         return TRANSFORMERS_ARCHITECTURE, {"config": student.model.config.to_dict()}, student
-    architecture = getattr(student, "hfkd_architecture", None)
-    if architecture is None:
+    provenance = provenance_of(student)
+    if provenance is None or provenance.architecture is None:
         raise ValueError(
             f"cannot export a {type(student).__name__}: build students with hfkd.models.create_model so that their "
             f"architecture is recorded"
         )
-    return architecture, getattr(student, "hfkd_architecture_kwargs", None), student
+    return provenance.architecture, provenance.architecture_kwargs, student
 
 
 def build_export_model(

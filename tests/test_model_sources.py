@@ -8,7 +8,8 @@ from transformers import ResNetConfig, ResNetForImageClassification, ViTConfig, 
 from transformers import ViTImageProcessor
 
 from hfkd.errors import ModelLoadError
-from hfkd.models import Preprocessing, TeacherInputAdapter, adapt_teacher_inputs, create_model
+from hfkd.models import (ModelProvenance, Preprocessing, TeacherInputAdapter, adapt_teacher_inputs, attach_provenance,
+                         create_model, provenance_of)
 
 
 def tiny_resnet_dir(tmp_path, num_labels=5, with_weights=True, processor=None):
@@ -76,7 +77,7 @@ def test_unreachable_hub_id_and_unknown_name_name_where_they_looked(monkeypatch)
 def test_declared_preprocessing_is_read_from_the_image_processor(tmp_path):
     processor = ViTImageProcessor(size={"height": 64, "width": 64}, image_mean=[0.5] * 3, image_std=[0.5] * 3)
     model = create_model(str(tiny_resnet_dir(tmp_path, processor=processor)))
-    assert model.hfkd_preprocessing == Preprocessing((0.5, 0.5, 0.5), (0.5, 0.5, 0.5), 64)
+    assert provenance_of(model).preprocessing == Preprocessing((0.5, 0.5, 0.5), (0.5, 0.5, 0.5), 64)
 
 
 def test_teacher_inputs_are_renormalised_and_resized():
@@ -92,7 +93,7 @@ def test_teacher_inputs_are_renormalised_and_resized():
 
     student = Preprocessing((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), 32)
     teacher = Recorder()
-    teacher.hfkd_preprocessing = Preprocessing((0.5, 0.5, 0.5), (0.5, 0.5, 0.5), 64)
+    attach_provenance(teacher, ModelProvenance(None, preprocessing=Preprocessing((0.5, 0.5, 0.5), (0.5, 0.5, 0.5), 64)))
     adapted = adapt_teacher_inputs(teacher, student)
     assert isinstance(adapted, TeacherInputAdapter)
     pixels = torch.rand(2, 3, 32, 32)  # in [0, 1]
@@ -103,6 +104,6 @@ def test_teacher_inputs_are_renormalised_and_resized():
     assert seen["x"].shape == (2, 3, 64, 64) and torch.allclose(seen["x"], expected, atol=1e-5)
     # a teacher with the student's preprocessing, or none declared, is used as is
     same = Recorder()
-    same.hfkd_preprocessing = student
+    attach_provenance(same, ModelProvenance(None, preprocessing=student))
     assert adapt_teacher_inputs(same, student) is same
     assert adapt_teacher_inputs(Recorder(), student).__class__ is Recorder

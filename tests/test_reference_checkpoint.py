@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from hfkd.errors import ModelLoadError
-from hfkd.models import create_model, infer_reference_arch, load_reference_checkpoint
+from hfkd.models import CheckpointInfo, create_model, infer_reference_arch, load_reference_checkpoint, provenance_of
 
 
 def save_reference(folder, arch: str, name: str = "ckpt.pth", **extra) -> tuple:
@@ -41,7 +41,7 @@ def test_loads_reference_checkpoint_with_weights_only(tmp_path):
     path, original = save_reference(tmp_path / "resnet8x4_vanilla", "resnet8x4", "resnet8x4_best.pth")
     loaded = load_reference_checkpoint(path)
     assert not loaded.training
-    assert loaded.checkpoint_info == {"arch": "resnet8x4", "epoch": 240, "accuracy": pytest.approx(79.42)}
+    assert provenance_of(loaded).checkpoint == CheckpointInfo("resnet8x4", 240, pytest.approx(79.42))
     x = torch.randn(2, 3, 32, 32)
     original.eval()
     assert torch.equal(loaded(x).logits, original(x).logits)

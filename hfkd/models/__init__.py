@@ -12,6 +12,7 @@ from .reference_checkpoint import infer_reference_arch, load_reference_checkpoin
 from .registry import list_zoo_models, register_model
 from .input_adapter import TeacherInputAdapter, adapt_teacher_inputs
 from .preprocessing import Preprocessing
+from .provenance import CheckpointInfo, ModelProvenance, attach_provenance, provenance_of
 from .timm_adapter import TimmFeatureClassifier
 from .transformers_adapter import TransformersFeatureClassifier
 
@@ -24,18 +25,22 @@ HfkdConfig.register_for_auto_class()
 HfkdForImageClassification.register_for_auto_class("AutoModelForImageClassification")
 
 __all__ = [
+    "CheckpointInfo",
     "ClassifierOutput",
     "FeatureClassifier",
     "HfkdConfig",
     "HfkdForImageClassification",
+    "ModelProvenance",
     "Preprocessing",
     "TeacherInputAdapter",
     "TimmFeatureClassifier",
     "TransformersFeatureClassifier",
     "adapt_teacher_inputs",
+    "attach_provenance",
     "create_model",
     "infer_reference_arch",
     "list_zoo_models",
     "load_reference_checkpoint",
+    "provenance_of",
     "register_model",
 ]

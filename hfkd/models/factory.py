@@ -11,6 +11,7 @@ from torch import nn
 from ..errors import ModelLoadError
 from .modeling_hfkd import TIMM_PREFIX, HfkdForImageClassification, build_architecture
 from .preprocessing import from_timm_config, load_declared_preprocessing
+from .provenance import ModelProvenance, attach_provenance, provenance_of
 from .reference_checkpoint import load_reference_checkpoint
 from .registry import is_zoo_model, list_zoo_models
 from .timm_adapter import TimmFeatureClassifier
@@ -33,23 +34,26 @@ def create_model(
     not say it); a local directory holding an hfkd export or any transformers image classifier; a timm name
     (random init unless ``pretrained=True``; ``timm/...`` and ``hf-hub:...`` ids load pretrained weights); a Hub
     repo id of an hfkd export or a transformers image classifier. ``num_classes`` sizes a new model or a new head;
-    a loaded model keeps its own head when it is None. The architecture is recorded in
-    ``model.hfkd_architecture`` (for the export) and the declared input preprocessing, when there is one, in
-    ``model.hfkd_preprocessing``.
+    a loaded model keeps its own head when it is None. How the model was made (architecture, declared input
+    preprocessing, source) is attached as one record, read with ``hfkd.models.provenance_of(model)``.
+
+    Raises ``ModelLoadError`` (one sentence) for a name no source knows or a model that cannot be loaded.
     """
     name = str(name_or_path)
     path = Path(name).expanduser()
 
     if is_zoo_model(name):
         model = build_architecture(name, num_classes or 100, kwargs or None)
-        model.hfkd_architecture = name
-        return model
+        return attach_provenance(model, ModelProvenance(architecture=name, architecture_kwargs=kwargs or None,
+                                                        source=name))
 
     if name.endswith(_CHECKPOINT_SUFFIXES):
-        return load_reference_checkpoint(path, arch=arch)
+        model = load_reference_checkpoint(path, arch=arch)
+        return attach_provenance(model, provenance_of(model).replace(source=name))
 
     if path.is_dir():
-        return _load_pretrained(str(path), num_classes, trust_remote_code, where=f"directory {name!r}")
+        model = _load_pretrained(str(path), num_classes, trust_remote_code, where=f"directory {name!r}")
+        return attach_provenance(model, provenance_of(model).replace(source=name))
 
     timm_name = _timm_name(name)
     if timm_name is not None:
@@ -57,7 +61,8 @@ def create_model(
 
     if name.count("/") == 1 and not path.exists():
         where = f"Hub repo {name!r} (there is no local directory of that name)"
-        return _load_pretrained(name, num_classes, trust_remote_code, where=where)
+        model = _load_pretrained(name, num_classes, trust_remote_code, where=where)
+        return attach_provenance(model, provenance_of(model).replace(source=name))
 
     close = difflib.get_close_matches(name, list_zoo_models(), n=3, cutoff=0.5)
     hint = f" (did you mean {' or '.join(close)}?)" if close else ""
@@ -78,13 +83,13 @@ def _create_timm_model(name: str, timm_name: str, num_classes: int | None, kwarg
         timm_model = timm.create_model(source, pretrained=pretrained, **kwargs)
     except Exception as err:  # offline, unknown tag, bad kwargs: timm raises many types
         raise ModelLoadError(f"timm could not create {name!r}: {str(err).splitlines()[0]}") from err
-    model = TimmFeatureClassifier(timm_model)
     architecture = timm_model.pretrained_cfg.get("architecture") or timm_name
-    model.hfkd_architecture = TIMM_PREFIX + architecture
-    model.hfkd_architecture_kwargs = {k: v for k, v in kwargs.items() if k != "num_classes"} or None
-    if pretrained:
-        model.hfkd_preprocessing = from_timm_config(timm_model.pretrained_cfg)
-    return model
+    return attach_provenance(TimmFeatureClassifier(timm_model), ModelProvenance(
+        architecture=TIMM_PREFIX + architecture,
+        architecture_kwargs={k: v for k, v in kwargs.items() if k != "num_classes"} or None,
+        preprocessing=from_timm_config(timm_model.pretrained_cfg) if pretrained else None,
+        source=name,
+    ))
 
 
 def _timm_name(name: str) -> str | None:
@@ -121,7 +126,7 @@ def _load_pretrained(name_or_path: str, num_classes: int | None, trust_remote_co
     try:
         if config.get("model_type") == "hfkd":
             model = HfkdForImageClassification.from_pretrained(name_or_path)
-            model.hfkd_architecture = model.config.architecture
+            architecture = model.config.architecture
         else:
             head = {"num_labels": num_classes, "ignore_mismatched_sizes": True} if num_classes else {}
             if has_weights:
@@ -134,12 +139,14 @@ def _load_pretrained(name_or_path: str, num_classes: int | None, trust_remote_co
                     hf_config.num_labels = num_classes
                 hf_model = AutoModelForImageClassification.from_config(hf_config, trust_remote_code=trust_remote_code)
             model = TransformersFeatureClassifier(hf_model)
-            model.hfkd_architecture = None  # exported as the native transformers model
+            architecture = None  # exported as the native transformers model
     except ModelLoadError:
         raise
     except ValueError as err:
         raise ModelLoadError(f"{where} is not an image-classification model: {str(err).splitlines()[0]}") from err
     except OSError as err:
         raise ModelLoadError(f"could not load {where}: {str(err).strip().splitlines()[0]}") from err
-    model.hfkd_preprocessing = load_declared_preprocessing(name_or_path, trust_remote_code=trust_remote_code)
+    preprocessing = load_declared_preprocessing(name_or_path, trust_remote_code=trust_remote_code)
+    attach_provenance(model, ModelProvenance(architecture=architecture, preprocessing=preprocessing,
+                                             source=name_or_path))
     return model.eval() if has_weights else model

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .preprocessing import Preprocessing
+from .provenance import attach_provenance, provenance_of
 
 
 class TeacherInputAdapter(nn.Module):
@@ -45,13 +46,11 @@ class TeacherInputAdapter(nn.Module):
 def adapt_teacher_inputs(teacher: nn.Module, student: Preprocessing) -> nn.Module:
     """Wrap ``teacher`` in a TeacherInputAdapter when the preprocessing it declares differs from the student's.
 
-    A teacher that declares nothing (a zoo model, a reference .pth) is assumed to share the student's inputs.
+    A teacher that declares nothing (a zoo model, a reference .pth) is assumed to share the student's inputs. The
+    adapter carries the teacher's provenance record.
     """
-    declared = getattr(teacher, "hfkd_preprocessing", None)
+    provenance = provenance_of(teacher)
+    declared = provenance.preprocessing if provenance is not None else None
     if declared is None or not declared.differs_from(student.mean, student.std, student.size):
         return teacher
-    adapted = TeacherInputAdapter(teacher, student, declared)
-    for attribute in ("hfkd_source", "hfkd_architecture", "hfkd_preprocessing"):
-        if hasattr(teacher, attribute):
-            setattr(adapted, attribute, getattr(teacher, attribute))
-    return adapted
+    return attach_provenance(TeacherInputAdapter(teacher, student, declared), provenance)

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from ..errors import ModelLoadError
+from .provenance import CheckpointInfo, ModelProvenance, attach_provenance
 from .registry import is_zoo_model, list_zoo_models, zoo_entrypoint
 
 # SimKD's ImageNet models are torchvision-identical; timm's ResNets use the same state_dict keys (spec 6.8).
@@ -58,8 +59,8 @@ def _read_state_dict(path: Path) -> dict:
 def load_reference_checkpoint(path: str | Path, arch: str | None = None) -> nn.Module:
     """Build ``arch`` (inferred from the folder name when not given) and load the file's ``'model'`` weights.
 
-    The file is read with ``torch.load(weights_only=True)``. The model is returned in eval mode; the checkpoint's
-    ``epoch`` and ``best_acc`` / ``accuracy`` (when present) are kept in ``model.checkpoint_info``.
+    The file is read with ``torch.load(weights_only=True)``. The model is returned in eval mode, with a provenance
+    record whose ``checkpoint`` holds the file's ``epoch`` and ``best_acc`` / ``accuracy`` (when present).
     """
     path = Path(path)
     checkpoint = _read_state_dict(path)
@@ -91,12 +92,9 @@ def load_reference_checkpoint(path: str | Path, arch: str | None = None) -> nn.M
             f"{str(path)!r} does not fit architecture {arch!r}: missing keys {result.missing_keys[:3]}, unexpected "
             f"keys {result.unexpected_keys[:3]}; pass the right teacher_arch"
         )
-    model.checkpoint_info = {
-        "arch": arch,
-        "epoch": _as_number(checkpoint.get("epoch")),
-        "accuracy": _as_number(checkpoint.get("best_acc", checkpoint.get("accuracy"))),
-    }
-    model.hfkd_architecture = arch
+    info = CheckpointInfo(arch, _as_number(checkpoint.get("epoch")),
+                          _as_number(checkpoint.get("best_acc", checkpoint.get("accuracy"))))
+    attach_provenance(model, ModelProvenance(architecture=arch, source=str(path), checkpoint=info))
     return model.eval()
 
 
