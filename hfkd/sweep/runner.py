@@ -52,6 +52,11 @@ def expand_recipes(patterns: list[str]) -> list[Path]:
     return paths
 
 
+def run_folder(output_dir: Path, recipe: Path, seed: int) -> Path:
+    """Where a sweep runs ``recipe`` at ``seed``: ``{output_dir}/{recipe name}/seed-{seed}``."""
+    return output_dir / recipe.stem / f"seed-{seed}"
+
+
 def _run_inline(run: SweepRun, overrides: list[str]) -> None:
     from ..train import run_recipe
 
@@ -106,7 +111,7 @@ def run_sweep(
     records = []
     for recipe in recipes:
         for seed in seeds_for(recipe, seeds, single_seed):
-            run = SweepRun(recipe, seed, output_dir / recipe.stem / f"seed-{seed}")
+            run = SweepRun(recipe, seed, run_folder(output_dir, recipe, seed))
             results, failed = run.output_dir / RESULTS, run.output_dir / FAILED
             if results.is_file():
                 records.append({"recipe": run.name, "seed": seed, "status": "skipped", "dir": str(run.output_dir)})

@@ -8,7 +8,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from .runner import FAILED, RESULTS
+from .runner import FAILED, RESULTS, run_folder
 
 
 def _stage_rows(run_dir: Path) -> list[dict[str, Any]]:
@@ -32,7 +32,7 @@ def collect(recipes: list[Path], seeds: list[int], output_dir: Path) -> list[dic
     entries: dict[tuple[str, str], dict[str, Any]] = {}
     for recipe in recipes:
         for seed in seeds:  # seeds a recipe did not run with are simply absent
-            run_dir = output_dir / recipe.stem / f"seed-{seed}"
+            run_dir = run_folder(output_dir, recipe, seed)
             if (run_dir / FAILED).is_file():
                 error = json.loads((run_dir / FAILED).read_text())["error"]
                 entry = entries.setdefault((recipe.stem, ""), {"label": recipe.stem, "student": None, "method": None,
