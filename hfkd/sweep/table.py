@@ -8,6 +8,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from ..results import format_cell, markdown_table
 from .runner import FAILED, RESULTS, run_folder
 
 
@@ -71,17 +72,25 @@ def mean_std(values: list[float]) -> tuple[float | None, float | None]:
     return mean, std
 
 
-def _cell(entry: dict[str, Any] | None) -> str:
-    if entry is None:
-        return ""
+def _signed(value: float | None) -> str:
+    """A difference as :func:`format_cell` writes numbers, with its sign (``+0.25``, ``-1.10``)."""
+    text = format_cell(value)
+    return text if value is None or text.startswith("-") else "+" + text
+
+
+def _cell(entry: dict[str, Any]) -> str:
+    """One table cell: mean ± std (n) of the seeds' top-1 (the mean alone for one seed), the reference and the
+    difference to it, and the count of failed seeds."""
     parts = []
     if entry["top1"]:
         mean, std = mean_std(list(entry["top1"].values()))
         n = len(entry["top1"])
-        parts.append(f"{mean:.2f} ± {std:.2f} ({n})" if n > 1 else f"{mean:.2f}")
+        parts.append(f"{format_cell(mean)} ± {format_cell(std)} ({n})" if n > 1 else format_cell(mean))
         reference = entry.get("reference_top1")
         if reference is not None:
-            parts.append(f"[ref {reference:.2f}, {mean - reference:+.2f}]")
+            reference = float(reference)  # a YAML `40` is an int; it prints as every other accuracy does
+            difference = None if mean is None else mean - reference
+            parts.append(f"[ref {format_cell(reference)}, {_signed(difference)}]")
     if entry["failed"]:
         parts.append(f"failed ({len(entry['failed'])} seed{'s' if len(entry['failed']) > 1 else ''})")
     return " ".join(parts)
@@ -101,9 +110,18 @@ def display_order(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(entries, key=lambda e: (e["method"] not in (None, "none"), _table_rank(e)))
 
 
+TABLE_NOTE = (
+    "Top-1 (%) at the last epoch on the evaluation split: mean ± sample std over the seeds run (their count in "
+    "parentheses). `[ref x, ±d]` is the published figure the recipe names and the measured difference."
+)
+
+
 def results_table(entries: list[dict[str, Any]]) -> str:
-    """Rows = run labels (teacher and student-alone first, then the methods in the seed table's order), columns =
-    students; mean ± std (n seeds) of top-1."""
+    """The sweep's markdown table of :func:`collect`'s entries, with its note below it.
+
+    Rows = run labels (teacher and student-alone first, then the methods in the seed table's order, then recipes that
+    failed on every seed), columns = students; cells are mean ± std (n seeds) of the last-epoch top-1.
+    """
     students = []
     for entry in entries:
         if entry["student"] and entry["method"] != "none" and entry["student"] not in students:
@@ -112,9 +130,7 @@ def results_table(entries: list[dict[str, Any]]) -> str:
     teachers = [e for e in entries if e["method"] == "none" and e["student"] not in students]
     alone = [e for e in entries if e["method"] == "none" and e["student"] in students]
     distilled = sorted((e for e in entries if e["method"] not in (None, "none")), key=_table_rank)
-    lines = ["| method | " + " | ".join(students) + " |", "|---|" + "---|" * len(students)]
-    for teacher in teachers:
-        lines.append(f"| teacher {teacher['student']} | " + " | ".join(_cell(teacher) for _ in students) + " |")
+    rows = [[f"teacher {teacher['student']}", *(_cell(teacher) for _ in students)] for teacher in teachers]
     for group in (alone, distilled):
         labels = []
         for entry in group:
@@ -125,15 +141,10 @@ def results_table(entries: list[dict[str, Any]]) -> str:
             for student in students:
                 match = [e for e in group if e["label"] == label and e["student"] == student]
                 cells.append(_cell(match[0]) if match else "")
-            lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    failed_only = [e for e in entries if e["student"] is None]
-    for entry in failed_only:
-        lines.append(f"| {entry['label']} | " + " | ".join(_cell(entry) for _ in students or [None]) + " |")
-    note = (
-        "\nTop-1 (%) at the last epoch on the evaluation split: mean ± sample std over the seeds run (their count in "
-        "parentheses). `[ref x, ±d]` is the published figure the recipe names and the measured difference."
-    )
-    return "\n".join(lines) + "\n" + note + "\n"
+            rows.append([label, *cells])
+    columns = students or [""]  # runs that all failed have no student: they still get one column for the failure
+    rows += [[entry["label"], *(_cell(entry) for _ in columns)] for entry in entries if entry["student"] is None]
+    return markdown_table(["method", *columns], rows) + "\n\n" + TABLE_NOTE + "\n"
 
 
 def write_report(recipes: list[Path], seeds: list[int], output_dir: Path) -> str:
