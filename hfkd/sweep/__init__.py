@@ -1,0 +1,62 @@
+"""``hfkd sweep``: run many recipes (and seeds), skip finished runs, and tabulate and plot the results.
+
+    hfkd sweep "recipes/cifar10-mini/*.yaml" --seeds 0 1 2 --output_dir sweeps/cifar10-mini -- --dataset_name DIR
+
+Every (recipe, seed) runs in ``{output_dir}/{recipe name}/seed-{seed}`` (its stages below it), is skipped when its
+``results.json`` exists (so an interrupted sweep resumes; what an interrupted run left is moved to
+``seed-{seed}.interrupted-{k}`` and the run starts over), and is recorded as failed, without stopping the sweep,
+when it raises or exits non-zero. The table has one row per method (run label) and one column per student, with the
+mean +- std of the last-epoch top-1 over seeds; a recipe's ``reference_top1`` is shown beside the measured value.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..errors import HfkdError
+from .plots import plot_results
+from .runner import SweepRun, expand_recipes, run_sweep, seeds_for, set_aside_interrupted
+from .table import TABLE_ORDER, collect, display_order, mean_std, results_table, write_report
+
+__all__ = [
+    "TABLE_ORDER", "SweepRun", "collect", "display_order", "expand_recipes", "main", "mean_std", "plot_results",
+    "results_table", "run_sweep", "seeds_for", "set_aside_interrupted", "write_report",
+]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The ``hfkd sweep`` command; returns 0 when every run finished or was skipped, 1 when a run failed, and 2 when
+    a recipe, glob or override is bad (reported in one line, before anything runs)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    overrides: list[str] = []
+    if "--" in argv:
+        at = argv.index("--")
+        argv, overrides = argv[:at], argv[at + 1:]
+    parser = argparse.ArgumentParser(prog="hfkd sweep", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("recipes", nargs="+", help="recipe files or globs (quote globs)")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0], help="seeds to run every recipe with")
+    parser.add_argument("--output_dir", default="sweeps/sweep", help="where the runs and the report go")
+    parser.add_argument("--launcher", choices=["inline", "accelerate"], default="inline",
+                        help="run in this process, or each run through `accelerate launch`")
+    parser.add_argument("--accelerate_args", default="", help="arguments for accelerate launch, one string")
+    parser.add_argument("--single_seed", nargs="+", default=None, metavar="PATTERN",
+                        help="recipe file names (globs) run with the first seed only, e.g. a shared teacher")
+    parser.add_argument("--report_only", action="store_true", help="only (re)write the table and plots")
+    args = parser.parse_args(argv)
+    try:
+        recipes = expand_recipes(args.recipes)
+        output_dir = Path(args.output_dir)
+        if not args.report_only:
+            records = run_sweep(recipes, args.seeds, output_dir, overrides, args.launcher,
+                                args.accelerate_args.split(), args.single_seed)
+            failed = [r for r in records if r["status"] == "failed"]
+        else:
+            failed = []
+        print("\n" + write_report(recipes, args.seeds, output_dir))
+    except HfkdError as err:
+        print(f"hfkd: error: {err}", file=sys.stderr)
+        return 2
+    return 1 if failed else 0
