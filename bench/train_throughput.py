@@ -84,6 +84,7 @@ def random_data(n: int, setting: str = "fp32", num_classes: int = 100):
 
 def config(method: str, setting: str, output: str, **extra):
     from hfkd.config import DistillationConfig
+    from hfkd.launch import choose_launch
 
     values = {"output_dir": output, "method": method, "per_device_train_batch_size": BATCH,
               "per_device_eval_batch_size": 256, "save_strategy": "no", "eval_strategy": "no",
@@ -93,6 +94,7 @@ def config(method: str, setting: str, output: str, **extra):
               "learning_rate": 1e-3}
     values.update({k: v for k, v in SETTINGS[setting].items() if k not in DATA_SETTINGS})
     values.update(extra)
+    values.update(choose_launch(values).overrides)  # use_cpu on a machine without a GPU, as a recipe run does
     return DistillationConfig(**values)
 
 

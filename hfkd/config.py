@@ -13,6 +13,8 @@ from transformers import TrainingArguments
 
 from .errors import RecipeError
 
+SPEED_SETTINGS = ("auto", "off")
+
 
 @dataclass
 class ModelArguments:
@@ -181,6 +183,15 @@ class DistillationConfig(TrainingArguments):
         },
     )
     lr_decay_rate: float = field(default=0.1, metadata={"help": "Factor applied to the lr at each milestone."})
+    speed_settings: str = field(
+        default="off",
+        metadata={
+            "help": "'auto': when the run starts, hfkd turns on the speed settings the device runs faster with: bf16 "
+            "autocast where it computes bf16 natively (a GPU with bf16, a CPU with AMX or AVX512-BF16), and "
+            "channels_last; the choice is logged and recorded with the results. 'off': only bf16 / fp16 / "
+            "channels_last as set. Settings set to true are never turned off."
+        },
+    )
     channels_last: bool = field(
         default=False,
         metadata={"help": "Run conv nets (student, teacher, inputs) in channels_last memory format (faster on CPU/GPU)."},
@@ -251,6 +262,10 @@ class DistillationConfig(TrainingArguments):
         for name in ("kd_temperature", "simkd_factor", "crd_feat_dim", "crd_nce_k", "crd_nce_t", "spherical_multiplier"):
             if getattr(self, name) <= 0:
                 raise RecipeError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.speed_settings not in SPEED_SETTINGS:
+            raise RecipeError(
+                f"speed_settings {self.speed_settings!r} is not one of {', '.join(repr(v) for v in SPEED_SETTINGS)}"
+            )
         if self.crd_mode not in ("exact", "relax"):
             raise RecipeError(f"crd_mode {self.crd_mode!r} is not one of 'exact', 'relax'")
         if self.hub_token:
@@ -261,24 +276,5 @@ class DistillationConfig(TrainingArguments):
             )
         if self.lr_decay_epochs:
             self.lr_decay_epochs = sorted(int(m) for m in self.lr_decay_epochs)
-        if not _has_accelerator():
-            if self.fp16:
-                raise RecipeError("fp16 needs a GPU, and this machine has none; use bf16: true for CPU autocast")
-            # on a machine with no GPU at all the CPU is the device: use_cpu makes bf16 mean CPU autocast (transformers
-            # otherwise refuses bf16) and lets several launched processes form a gloo process group; pinned memory
-            # has nothing to pin for
-            self.use_cpu = True
-            self.dataloader_pin_memory = False
         super().__post_init__()
 
-
-def _has_accelerator() -> bool:
-    import torch
-
-    xpu = getattr(torch, "xpu", None)
-    mps = getattr(torch.backends, "mps", None)
-    return bool(
-        torch.cuda.is_available()
-        or (xpu is not None and xpu.is_available())
-        or (mps is not None and mps.is_available())
-    )

@@ -7,8 +7,8 @@ from pathlib import Path
 from .data.normalization import KNOWN_STATISTICS
 from .data.transforms import eval_image_processor
 from .errors import RecipeError
-from .model_card import ModelCardContext, render_model_card
-from .models import HfkdConfig, HfkdForImageClassification, load_reference_checkpoint
+from .model_card import ModelCardContext, ModelDescription, write_model_card
+from .models import HfkdConfig, HfkdForImageClassification, load_reference_checkpoint, provenance_of
 from .models.modeling_hfkd import TIMM_PREFIX
 
 
@@ -30,46 +30,39 @@ def convert_reference_checkpoint(
     if dataset not in ("cifar100", "imagenet"):
         raise RecipeError(f"dataset {dataset!r} is not one of 'cifar100', 'imagenet'")
     model = load_reference_checkpoint(checkpoint, arch=arch)
-    info = model.checkpoint_info
+    info = provenance_of(model).checkpoint
     num_classes = model.num_classes
     names = class_names or [str(i) for i in range(num_classes)]
     if len(names) != num_classes:
         raise RecipeError(f"{len(names)} class names were given for a checkpoint with {num_classes} classes")
-    imagenet = dataset == "imagenet" or info["arch"].startswith(TIMM_PREFIX)
+    imagenet = dataset == "imagenet" or info.arch.startswith(TIMM_PREFIX)
     size = 224 if imagenet else 32
     mean, std = KNOWN_STATISTICS["imagenet" if imagenet else "cifar100"]
     config = HfkdConfig(
-        architecture=info["arch"],
+        architecture=info.arch,
         image_size=size,
         id2label={i: n for i, n in enumerate(names)},
         label2id={n: i for i, n in enumerate(names)},
-        distillation={"method": "none", "converted_from": str(checkpoint), "checkpoint_epoch": info["epoch"],
-                      "results": {"top1_best": info["accuracy"]}},
+        distillation={"method": "none", "converted_from": str(checkpoint), "checkpoint_epoch": info.epoch,
+                      "results": {"top1_best": info.accuracy}},
     )
     export = HfkdForImageClassification(config, model=model)
     export.save_pretrained(output_dir)
     eval_image_processor("imagenet" if imagenet else "cifar", size, mean, std).save_pretrained(output_dir)
     context = ModelCardContext(dataset_name=dataset, eval_split="test" if not imagenet else "validation",
-                               student_name=info["arch"])
-    results = {"top1_best": info["accuracy"]} if info["accuracy"] is not None else {}
-    card = render_model_card(
-        context=context,
+                               student_name=info.arch)
+    description = ModelDescription(
         model_name=output_dir.name,
         method="none",
         paper=None,
         loss_formula="1·CE (trained by the reference code)",
-        results=results,
+        results={"top1_best": info.accuracy} if info.accuracy is not None else {},
         num_classes=num_classes,
-        student_architecture=info["arch"],
-        student_parameters=sum(p.numel() for p in export.parameters()),
-        head_note=None,
-        schedule=f"trained by the reference code; converted from {Path(checkpoint).name} (epoch {info['epoch']})",
-        usage=(
-            "from transformers import pipeline\n\n"
-            f'classifier = pipeline("image-classification", model="{output_dir}", trust_remote_code=True)'
-        ),
-        curves_image=None,
+        architecture=info.arch,
+        parameters=sum(p.numel() for p in export.parameters()),
+        schedule=f"trained by the reference code; converted from {Path(checkpoint).name} (epoch {info.epoch})",
+        repo=str(output_dir),
         native_transformers=False,
     )
-    (output_dir / "README.md").write_text(card)
+    write_model_card(output_dir, context, description)
     return output_dir

@@ -7,14 +7,19 @@ the DDP wrapper or a checkpoint.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .methods import DistillationMethod, kd_divergence
+from .errors import RecipeError
+from .methods import METHODS, NO_DISTILLATION, DistillationMethod, build_method, kd_divergence
 from .models.outputs import ClassifierOutput
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -25,6 +30,21 @@ class LossWeights:
     div: float = 1.0
     beta: float = 0.0
     kd_temperature: float = 4.0
+
+
+def resolve_loss_weights(args) -> LossWeights:
+    """The run's loss weights, resolved once: ``cls`` / ``div`` / ``beta`` from ``args`` (a ``DistillationConfig``)
+    where set, else the method's published defaults (its class's ``default_cls`` etc.; ``none``: 1, 0, 0).
+
+    Raises ``RecipeError`` when every term that would be computed has weight 0. ``args`` is not changed.
+    """
+    method = METHODS.get(args.method) if args.method != NO_DISTILLATION else None
+    defaults = (method.default_cls, method.default_div, method.default_beta) if method is not None else (1.0, 0.0, 0.0)
+    cls, div, beta = (float(value if value is not None else default)
+                      for value, default in zip((args.cls, args.div, args.beta), defaults))
+    if not (cls > 0 or (method is not None and (div > 0 or beta > 0))):
+        raise RecipeError("cls, div and beta give every loss term a weight of 0, so nothing would be trained")
+    return LossWeights(cls=cls, div=div, beta=beta, kd_temperature=args.kd_temperature)
 
 
 class DistillationModel(nn.Module):
@@ -43,6 +63,8 @@ class DistillationModel(nn.Module):
         self.student = student
         self.method = method
         self.weights = weights
+        # the input side the student trains at (the export's config records it); set from a training batch by build
+        self.image_size = 32
 
     @property
     def needs_teacher(self) -> bool:
@@ -80,6 +102,27 @@ class DistillationModel(nn.Module):
                     terms[name] = value
                     loss = loss + w.beta * value
         return {"loss": loss, "logits": student_out.logits, "terms": {k: v.detach() for k, v in terms.items()}}
+
+    @classmethod
+    def build(
+        cls,
+        student: nn.Module,
+        teacher: nn.Module | None,
+        args,
+        weights: LossWeights,
+        example_batch: dict[str, Any] | None,
+        train_dataset=None,
+    ) -> "DistillationModel":
+        """The student with the method named by ``args.method``, its modules sized on ``example_batch`` (a collated
+        training batch) and the training set (``train_dataset``, already prepared by the method)."""
+        if args.method == NO_DISTILLATION and teacher is not None:
+            logger.warning("method 'none' trains the model alone; the teacher is not used")
+            teacher = None
+        method = build_method(args.method, student, teacher, args, example_batch, train_dataset=train_dataset)
+        model = cls(student, method, weights)
+        if example_batch is not None:
+            model.image_size = int(example_batch["pixel_values"].shape[-1])
+        return model
 
     def _evaluate(self, pixel_values: torch.Tensor, labels: torch.Tensor | None) -> dict[str, torch.Tensor]:
         method = self.method

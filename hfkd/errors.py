@@ -25,5 +25,5 @@ class HubError(HfkdError, RuntimeError):
     """The Hub could not be reached or refused a request; local files are left as they were."""
 
 
-class TrainingDivergedError(HfkdError, RuntimeError):
+class NonFiniteLossError(HfkdError, RuntimeError):
     """A loss term became nan or inf; training stopped without writing a checkpoint after it."""

@@ -52,7 +52,7 @@ def build_export_model(
     config = HfkdConfig(
         architecture=architecture,
         architecture_kwargs=kwargs,
-        image_size=getattr(model, "image_size", 32),
+        image_size=model.image_size,
         id2label={i: name for i, name in enumerate(names)},
         label2id={name: i for i, name in enumerate(names)},
         prediction_head=head_config,
@@ -97,3 +97,19 @@ def export_student(
     if image_processor is not None:
         image_processor.save_pretrained(output_dir)
     return output_dir
+
+
+def distillation_record(model: DistillationModel, method: str, teacher_source: str | None, log_history: list) -> dict:
+    """How the student was made and how well it does: stored as ``distillation`` in the export's config.json."""
+    from .results import summarize_evaluations
+
+    weights = model.weights
+    return {
+        "method": method,
+        "teacher": teacher_source,
+        "cls": weights.cls,
+        "div": weights.div,
+        "beta": weights.beta,
+        "kd_temperature": weights.kd_temperature,
+        "results": summarize_evaluations(log_history),
+    }

@@ -1,8 +1,10 @@
 """Model cards for exported students: method, teacher, student, data, results, curves and the resolved recipe.
 
-The card is rendered from ``model_cards/model_card.md.j2``; its YAML metadata is built with huggingface_hub's own
-``ModelCardData`` / ``EvalResult``, so the ``model-index`` the Hub reads is valid by construction and can be
-checked offline with ``huggingface_hub.ModelCard``.
+One builder serves training and ``hfkd convert``: a :class:`ModelCardContext` (what the run knows from outside the
+model: data, sources, recipe, earlier stages) and a :class:`ModelDescription` (the model, its loss, schedule and
+results) are rendered from ``model_cards/model_card.md.j2``. The YAML metadata is built with huggingface_hub's own
+``ModelCardData`` / ``EvalResult``, so the ``model-index`` the Hub reads is valid by construction and can be checked
+offline with ``huggingface_hub.ModelCard``.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from .results import format_cell, markdown_table
 
 TEMPLATE_DIR = Path(__file__).resolve().parent / "model_cards"
 TEMPLATE_NAME = "model_card.md.j2"
@@ -25,8 +29,10 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 class ModelCardContext:
     """What the trainer cannot know by itself: the sources of data and teacher, the recipe, and baselines.
 
-    ``baselines`` are rows ``{"label", "top1_last", "top5_last", "top1_best"}`` of related runs (the teacher and the
-    student trained alone) shown beside this model's results.
+    ``baselines`` are rows ``{"label", "top1_last", "top5_last", "top1_best", "epoch_best"}`` of related runs (earlier
+    stages of the recipe) shown beside this model's results; a row with ``"is_teacher": True`` is the teacher's own
+    stage, which then stands for the teacher in the results table. ``teacher_top1`` (in %) is the teacher's accuracy
+    as its source records it, or as hfkd measured it before distillation (``teacher_top1_source`` says which).
     """
 
     dataset_name: str | None = None
@@ -55,24 +61,17 @@ def _link(name: str | None, kind: str = "") -> str:
     return f"`{name}`" if name else "none"
 
 
-def _metric(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}"
-
-
 def results_rows(context: ModelCardContext, model_label: str, results: dict[str, Any]) -> str:
-    """The markdown results table: this model first, then the teacher and any baselines."""
-    rows = [(model_label, results.get("top1_last"), results.get("top5_last"), results.get("top1_best"),
-             results.get("epoch_best"))]
-    if context.teacher_top1 is not None:
-        rows.append((f"teacher {_link(context.teacher_name)}", context.teacher_top1, None, None, None))
-    for baseline in context.baselines:
-        rows.append((baseline["label"], baseline.get("top1_last"), baseline.get("top5_last"),
-                     baseline.get("top1_best"), baseline.get("epoch_best")))
-    lines = ["| model | top-1 last | top-5 last | top-1 best | best epoch |", "|---|---|---|---|---|"]
-    for label, top1, top5, best, epoch in rows:
-        epoch_text = "-" if epoch is None else (str(int(epoch)) if float(epoch).is_integer() else f"{epoch:.2f}")
-        lines.append(f"| {label} | {_metric(top1)} | {_metric(top5)} | {_metric(best)} | {epoch_text} |")
-    return "\n".join(lines)
+    """The markdown results table: this model first, then the teacher (once) and the other earlier stages."""
+    rows = [{"label": model_label, **results}]
+    if context.teacher_top1 is not None and not any(b.get("is_teacher") for b in context.baselines):
+        rows.append({"label": f"teacher {_link(context.teacher_name)}", "top1_last": context.teacher_top1})
+    rows += context.baselines
+    columns = (("top1_last", "top-1 last"), ("top5_last", "top-5 last"), ("top1_best", "top-1 best"),
+               ("epoch_best", "best epoch"))
+    cells = [[row["label"], *(format_cell(row.get(key), epoch=key == "epoch_best") for key, _ in columns)]
+             for row in rows]
+    return markdown_table(["model", *(title for _, title in columns)], cells)
 
 
 def card_metadata(
@@ -136,30 +135,49 @@ def plot_training_curves(log_history: list[dict[str, Any]], path: Path) -> Path 
     return path
 
 
-def render_model_card(
-    *,
-    context: ModelCardContext,
-    model_name: str,
-    method: str,
-    paper,
-    loss_formula: str,
-    results: dict[str, Any],
-    num_classes: int,
-    student_architecture: str,
-    student_parameters: int,
-    head_note: str | None,
-    schedule: str,
-    usage: str,
-    curves_image: str | None,
-    native_transformers: bool,
-) -> str:
-    """The README.md of an exported student."""
+@dataclass(frozen=True)
+class ModelDescription:
+    """What a card says about the model itself.
+
+    ``paper`` is the method's ``Paper`` (or None), ``results`` a ``summarize_evaluations`` dict (accuracies in %),
+    ``parameters`` the exported model's parameter count, ``head_note`` what a method head adds, ``repo`` what the
+    usage example loads (a Hub id or the local folder), ``curves_image`` the training-curve PNG beside the card.
+    """
+
+    model_name: str
+    method: str
+    paper: Any
+    loss_formula: str
+    results: dict[str, Any]
+    num_classes: int
+    architecture: str
+    parameters: int
+    schedule: str
+    repo: str
+    native_transformers: bool
+    head_note: str | None = None
+    curves_image: str | None = None
+
+
+def usage_example(repo: str, native_transformers: bool) -> str:
+    """The card's code: the model in an image-classification pipeline (remote code unless saved natively)."""
+    remote = "" if native_transformers else ", trust_remote_code=True"
+    return (
+        "from transformers import pipeline\n\n"
+        f'classifier = pipeline("image-classification", model="{repo}"{remote})\n'
+        'print(classifier("image.png"))'
+    )
+
+
+def render_model_card(context: ModelCardContext, model: ModelDescription) -> str:
+    """The README.md of an exported student (or a converted reference checkpoint)."""
     import jinja2
 
     environment = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR)), keep_trailing_newline=True, autoescape=False
     )
-    student = context.student_name or student_architecture
+    method, results, paper = model.method, model.results, model.paper
+    student = context.student_name or model.architecture
     teacher = context.teacher_name
     method_label = method if paper is None else f"{method}: {paper.title}"
     if method == "none":
@@ -169,31 +187,98 @@ def render_model_card(
         title = f"{student} distilled from {hub_id(teacher) or Path(str(teacher)).name} with {method}"
         summary = (
             f"`{student}` distilled from the teacher {_link(teacher)} with **{method}** on "
-            f"{_link(context.dataset_name, 'datasets/')}: {_metric(results.get('top1_last'))} % top-1 at the last "
-            f"epoch."
+            f"{_link(context.dataset_name, 'datasets/')}: {format_cell(results.get('top1_last'))} % top-1 at the "
+            f"last epoch."
         )
     recipe = yaml.safe_dump(context.recipe, sort_keys=True).strip() if context.recipe else "# not recorded"
     return environment.get_template(TEMPLATE_NAME).render(
-        metadata=card_metadata(context, model_name, method, results, native_transformers).strip(),
+        metadata=card_metadata(context, model.model_name, method, results, model.native_transformers).strip(),
         title=title,
         summary=summary,
         method_label=method_label,
         paper=paper,
-        loss_formula=loss_formula,
+        loss_formula=model.loss_formula,
         teacher_link=_link(teacher) if teacher else "none (trained alone)",
         teacher_top1=context.teacher_top1,
         teacher_top1_source=context.teacher_top1_source,
-        student_architecture=student_architecture,
-        student_parameters=f"{student_parameters:,}",
-        head_note=head_note,
+        student_architecture=model.architecture,
+        student_parameters=f"{model.parameters:,}",
+        head_note=model.head_note,
         dataset_link=_link(context.dataset_name, "datasets/"),
         train_split=context.train_split,
         eval_split=context.eval_split,
-        num_classes=num_classes,
-        schedule=schedule,
+        num_classes=model.num_classes,
+        schedule=model.schedule,
         results_table=results_rows(context, f"this model ({method})", results),
-        curves_image=curves_image,
-        usage=usage,
+        curves_image=model.curves_image,
+        usage=usage_example(model.repo, model.native_transformers),
         recipe=recipe,
         citation=paper.bibtex() if paper is not None else None,
+    )
+
+
+def write_model_card(output_dir: str | Path, context: ModelCardContext, model: ModelDescription) -> Path:
+    """Render the card into ``output_dir/README.md``; returns its path."""
+    path = Path(output_dir) / "README.md"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render_model_card(context, model))
+    return path
+
+
+def loss_formula(weights, method: str) -> str:
+    """``cls·CE + div·KD(T) + beta·method`` with the run's weights (``LossWeights``), zero-weight terms left out."""
+    terms = [f"{weights.cls:g}·CE" if weights.cls else "",
+             f"{weights.div:g}·KD(T={weights.kd_temperature:g})" if weights.div else ""]
+    if weights.beta and method != "none":
+        terms.append(f"{weights.beta:g}·{method}")
+    return " + ".join(t for t in terms if t) or "0"
+
+
+def schedule_summary(args) -> str:
+    """Epochs, batch, optimizer, learning-rate schedule, weight decay and precision of a ``DistillationConfig``."""
+    lr = f"lr {args.learning_rate:g}"
+    if args.lr_decay_epochs:
+        lr += f", ×{args.lr_decay_rate:g} after epochs {', '.join(str(m) for m in args.lr_decay_epochs)}"
+    else:
+        lr += f" ({getattr(args.lr_scheduler_type, 'value', args.lr_scheduler_type)})"
+    optim = getattr(args.optim, "value", args.optim)
+    precision = "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32"
+    return (
+        f"{args.num_train_epochs:g} epochs, batch {args.per_device_train_batch_size} × {args.world_size} process(es), "
+        f"{optim} ({args.optim_args or 'defaults'}), {lr}, weight decay {args.weight_decay:g}, {precision}"
+    )
+
+
+def describe_trained_model(
+    model, args, log_history: list[dict[str, Any]], model_name: str, repo: str, curves_image: str | None
+) -> ModelDescription:
+    """The card's description of a trained ``DistillationModel`` (what the export holds) under ``args``."""
+    from .models import TransformersFeatureClassifier, provenance_of
+    from .results import summarize_evaluations
+
+    method, student = model.method, model.student
+    head = method.export_head() if method is not None else None
+    transformers_student = isinstance(student, TransformersFeatureClassifier)
+    if transformers_student:
+        architecture = f"transformers {student.model.config.model_type}"
+    else:
+        provenance = provenance_of(student)
+        architecture = (provenance.architecture if provenance is not None else None) or type(student).__name__
+    parameters = sum(p.numel() for p in student.parameters())
+    if head is not None:
+        parameters += sum(p.numel() for p in head[1].parameters())
+    return ModelDescription(
+        model_name=model_name,
+        method=args.method,
+        paper=method.paper if method is not None else None,
+        loss_formula=loss_formula(model.weights, args.method),
+        results=summarize_evaluations(log_history),
+        num_classes=student.num_classes,
+        architecture=architecture,
+        parameters=parameters,
+        schedule=schedule_summary(args),
+        repo=repo,
+        native_transformers=transformers_student and head is None,
+        head_note="backbone + the method's prediction head (the teacher's reused classifier)" if head else None,
+        curves_image=curves_image,
     )

@@ -28,6 +28,7 @@ from transformers import HfArgumentParser
 
 from .config import DataArguments, DistillationConfig, ModelArguments
 from .errors import RecipeError
+from .launch import LaunchChoice, choose_launch
 
 ARGUMENT_CLASSES = (ModelArguments, DataArguments, DistillationConfig)
 RESOLVED_RECIPE_NAME = "recipe.yaml"
@@ -37,12 +38,19 @@ _NOT_WRITTEN = {"hub_token", "local_rank", "push_to_hub_token", "deepspeed_plugi
 
 @dataclass
 class RunSpec:
-    """One training run: its stage name and its three argument objects."""
+    """One training run: its stage name, its recipe values and the three argument objects built from them.
+
+    ``values`` are the run's keys as the recipe (and command line) give them: portable, with no host-derived value.
+    The argument objects add what ``launch`` chose for this machine (``launch.overrides``), because transformers binds
+    ``TrainingArguments`` to a device when it is constructed.
+    """
 
     name: str
     model_args: ModelArguments
     data_args: DataArguments
     training_args: DistillationConfig
+    values: dict[str, Any]
+    launch: LaunchChoice
 
 
 def _argument_parser() -> HfArgumentParser:
@@ -130,13 +138,14 @@ def _build_run(name: str, values: dict[str, Any], where: str) -> RunSpec:
     actions = _actions_by_dest(parser)
     values = {k: _coerce(k, v, actions[k], where) for k, v in values.items()}
     try:
-        model_args, data_args, training_args = parser.parse_dict(values, allow_extra_keys=False)
+        launch = choose_launch(values)
+        model_args, data_args, training_args = parser.parse_dict({**values, **launch.overrides}, allow_extra_keys=False)
     except RecipeError as err:
         raise RecipeError(f"{where}: {err}") from None
     except (TypeError, ValueError) as err:
         message = str(err).strip().splitlines()[0]
         raise RecipeError(f"{where}: {message}") from None
-    return RunSpec(name, model_args, data_args, training_args)
+    return RunSpec(name, model_args, data_args, training_args, values, launch)
 
 
 @dataclass
@@ -177,14 +186,23 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
     return Recipe(path, root, runs)
 
 
-def resolved_recipe(run: RunSpec) -> dict[str, Any]:
-    """Every field of the run's three argument objects, as a flat recipe that ``load_recipe`` reads back."""
+def resolved_recipe(run: RunSpec, loss_weights=None) -> dict[str, Any]:
+    """Every field of the run's three argument objects, as a flat recipe that ``load_recipe`` reads back.
+
+    Values the launch chose for this machine are written as the recipe gave them (or their defaults), so the file
+    re-runs unchanged elsewhere; ``loss_weights`` (a resolved ``LossWeights``) fills in ``cls``, ``div`` and ``beta``.
+    """
+    weights = {} if loss_weights is None else {"cls": loss_weights.cls, "div": loss_weights.div,
+                                               "beta": loss_weights.beta}
     resolved: dict[str, Any] = {}
     for args in (run.model_args, run.data_args, run.training_args):
         for f in dataclasses.fields(args):
             if not f.init or f.name in _NOT_WRITTEN:
                 continue
             value = getattr(args, f.name)
+            if f.name in run.launch.overrides:
+                value = run.values.get(f.name, _default(f))
+            value = weights.get(f.name, value)
             if isinstance(value, enum.Enum):
                 value = value.value
             if isinstance(value, (list, tuple)):
@@ -195,10 +213,16 @@ def resolved_recipe(run: RunSpec) -> dict[str, Any]:
     return resolved
 
 
-def write_resolved_recipe(run: RunSpec, output_dir: str | Path | None = None) -> Path:
-    """Write the fully resolved recipe next to the run's outputs (``recipe.yaml``)."""
+def _default(f: dataclasses.Field) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    return f.default_factory() if f.default_factory is not dataclasses.MISSING else None
+
+
+def write_resolved_recipe(run: RunSpec, output_dir: str | Path | None = None, loss_weights=None) -> Path:
+    """Write the fully resolved, portable recipe next to the run's outputs (``recipe.yaml``)."""
     output_dir = Path(output_dir or run.training_args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     target = output_dir / RESOLVED_RECIPE_NAME
-    target.write_text(yaml.safe_dump(resolved_recipe(run), sort_keys=True))
+    target.write_text(yaml.safe_dump(resolved_recipe(run, loss_weights), sort_keys=True))
     return target

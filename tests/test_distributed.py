@@ -3,7 +3,7 @@ batch trains, for KD and CRD: same evaluation metrics (every example counted onc
 
 `accelerate launch --cpu --num_processes 2` starts a single process in accelerate 1.15 (its CPU launcher needs an
 MPI hostfile for more); the torchrun-based launcher (`--multi_gpu`) on a machine without a GPU starts two processes,
-which hfkd's config (use_cpu on a GPU-less machine) joins into a gloo process group.
+which hfkd's launch settings (use_cpu on a GPU-less machine) join into a gloo process group.
 
 The models are BatchNorm-free (tiny ViTs): with BatchNorm, N processes normalise over their own B examples and one
 process over N*B, so the two runs differ by construction. Augmentation and CRD's negatives are keyed on

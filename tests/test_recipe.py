@@ -113,3 +113,26 @@ def test_resolved_recipe_round_trips(tmp_path):
     assert "hub_token" not in written
     (again,) = load_recipe(path).runs
     assert resolved_recipe(again) == resolved_recipe(run)
+
+
+def test_the_resolved_recipe_is_portable_across_machines(tmp_path, monkeypatch):
+    """A machine without a GPU trains with use_cpu and no pinned memory, but the recipe it writes does not say so:
+    re-run on a GPU machine, it must not train on the CPU."""
+    from hfkd import launch
+    from hfkd.distillation_model import resolve_loss_weights
+
+    monkeypatch.setattr(launch, "accelerator_kind", lambda: None)  # this run: a machine without a GPU
+    (run,) = load_recipe(write(tmp_path, BASE + "teacher: t.pth\nmethod: simkd\nbf16: true\n")).runs
+    assert run.training_args.use_cpu is True and run.training_args.dataloader_pin_memory is False
+    assert run.launch.overrides == {"use_cpu": True, "dataloader_pin_memory": False}
+    written = yaml.safe_load(write_resolved_recipe(run, tmp_path / "out", resolve_loss_weights(run.training_args))
+                             .read_text())
+    assert written["use_cpu"] is False and written["dataloader_pin_memory"] is True  # the defaults, not this host
+    assert written["bf16"] is True  # what the recipe asked for is kept
+    assert (written["cls"], written["div"], written["beta"]) == (0.0, 0.0, 1.0)  # SimKD's weights, resolved once
+    assert run.training_args.cls is None  # ... and not written back into the arguments
+    # on a machine with a GPU the same file launches without any CPU setting
+    monkeypatch.setattr(launch, "accelerator_kind", lambda: "cuda")
+    monkeypatch.setattr(launch, "_device_native_bf16", lambda device: (True, "the GPU computes bf16"))
+    monkeypatch.setattr(launch, "_accelerator_name", lambda device: "a GPU")
+    assert launch.choose_launch(written).overrides == {}

@@ -98,3 +98,43 @@ def test_teacher_with_other_class_count(tiny_recipe, tmp_path, capsys):
     error = capsys.readouterr().err.strip()
     assert f"the teacher '{tmp_path / 'o10' / 'teacher'}' predicts 10 classes but dataset" in error
     assert error.endswith("has 4") and error.count("\n") == 0
+
+
+def test_set_up_checks_run_once_per_stage_before_training(tiny_recipe, monkeypatch):
+    """Every stage passes the recipe-level checks (output folder, resume target, teacher named) and the model checks
+    (teacher present, class counts) exactly once, and both before its first training step."""
+    import hfkd.setup_checks as setup_checks
+    import hfkd.trainer as trainer_module
+    import hfkd.train as train_module
+
+    recipe, out = tiny_recipe
+    calls = []
+    for module, name in ((train_module, "check_run_target"), (trainer_module, "check_models")):
+        original = getattr(module, name)
+
+        def recording(*args, _original=original, _name=name, **kwargs):
+            calls.append((_name, (out / "teacher" / "model.safetensors").exists(),
+                          (out / "kd" / "model.safetensors").exists()))
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(module, name, recording)
+    assert setup_checks.check_models is not trainer_module.check_models  # the trainer's reference is the patched one
+    assert main([str(recipe)]) == 0
+    assert calls == [
+        ("check_run_target", False, False), ("check_models", False, False),  # teacher stage, before it trained
+        ("check_run_target", True, False), ("check_models", True, False),  # kd stage, before it trained
+    ]
+
+
+def test_a_staged_teacher_is_shown_once_on_the_card(tiny_recipe, capsys):
+    recipe, out = tiny_recipe
+    assert main([str(recipe)]) == 0
+    teacher = json.loads((out / "teacher" / "results.json").read_text())
+    card = (out / "kd" / "README.md").read_text()
+    results = card.split("## Results", 1)[1].split("\n\n", 2)[1]  # the results table
+    rows = [line for line in results.splitlines() if line.startswith("| ") and not line.startswith("| model")]
+    assert len(rows) == 2 and rows[0].startswith("| this model (kd) |")
+    assert rows[1].startswith("| teacher: resnet8 (none) |")  # the teacher's own stage, with its full results
+    assert f"| {teacher['top1_last']:.2f} |" in rows[1]
+    # the header names the teacher's accuracy from its export, once
+    assert card.count(f"{teacher['top1_last']:.2f} % top-1, last epoch, from its hfkd export") == 1

@@ -55,7 +55,7 @@ def test_evaluation_runs_in_the_training_precision_even_before_training(tmp_path
         seen = []
         first_conv = next(m for m in student.modules() if isinstance(m, nn.Conv2d))
         first_conv.register_forward_hook(lambda module, inputs, output: seen.append(output.dtype))
-        config = DistillationConfig(output_dir=str(tmp_path / str(bf16)), method="kd", bf16=bf16,
+        config = DistillationConfig(output_dir=str(tmp_path / str(bf16)), method="kd", bf16=bf16, use_cpu=True,
                                     per_device_eval_batch_size=32)
         trainer = DistillationTrainer(model=student, teacher=teacher, args=config, train_dataset=train,
                                       eval_dataset=evaluation)

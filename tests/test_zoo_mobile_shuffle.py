@@ -152,7 +152,7 @@ def test_mobilenetv2_pooled_is_conv2_output(models: dict) -> None:
     m = models["MobileNetV2"]
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
-        feats = m.forward_features(x)
+        feats = m.forward_feature_list(x)
         conv2_map = m.conv2(feats[-2])
     assert tuple(conv2_map.shape) == (2, 1280, 2, 2)
     torch.testing.assert_close(feats[-1], conv2_map.mean(dim=(2, 3)))

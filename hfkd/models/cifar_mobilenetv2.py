@@ -81,7 +81,7 @@ class MobileNetV2(FeatureClassifier):
         self.classifier = nn.Sequential(nn.Linear(self.last_channel, num_classes))
         init_normal_fan_out(self)
 
-    def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
+    def forward_feature_list(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Return ``[f0 (conv1), f1 (blocks 0-1), f2 (block 2), f3 (blocks 3-4), f4 (blocks 5-6), pooled conv2]``."""
         out = self.conv1(x)
         f0 = out

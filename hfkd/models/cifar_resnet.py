@@ -75,7 +75,7 @@ class ResNet(FeatureClassifier):
         layers.extend(BasicBlock(self.in_planes, planes) for _ in range(1, blocks))
         return nn.Sequential(*layers)
 
-    def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
+    def forward_feature_list(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Return ``[f0 stem, f1, f2, f3 stage outputs (post-ReLU), pooled]``."""
         f0 = self.relu(self.bn1(self.conv1(x)))
         f1 = self.layer1(f0)

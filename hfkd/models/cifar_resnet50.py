@@ -69,7 +69,7 @@ class ResNet50(FeatureClassifier):
             self.in_planes = planes * Bottleneck.expansion
         return nn.Sequential(*layers)
 
-    def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
+    def forward_feature_list(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Return ``[f0 stem, f1..f4 stage outputs (post-ReLU), pooled]``."""
         f0 = torch.relu(self.bn1(self.conv1(x)))
         f1 = self.layer1(f0)

@@ -69,7 +69,7 @@ class ShuffleNetV1(FeatureClassifier):
             self.in_planes = out_planes
         return nn.Sequential(*layers)
 
-    def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
+    def forward_feature_list(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Return ``[f0 (stem), f1, f2, f3 (stage outputs), pooled]``."""
         f0 = F.relu(self.bn1(self.conv1(x)))
         f1 = self.layer1(f0)

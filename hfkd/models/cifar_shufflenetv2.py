@@ -90,7 +90,7 @@ class ShuffleNetV2(FeatureClassifier):
         self.in_channels = out_channels
         return nn.Sequential(*layers)
 
-    def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
+    def forward_feature_list(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Return ``[f0 (stem), f1, f2, f3 (layer3, before conv2), pooled (after conv2/bn2/ReLU)]``."""
         f0 = F.relu(self.bn1(self.conv1(x)))
         f1 = self.layer1(f0)

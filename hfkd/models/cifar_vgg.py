@@ -52,7 +52,7 @@ class VGG(FeatureClassifier):
 
         init_normal_fan_out(self)
 
-    def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
+    def forward_feature_list(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Return ``[f0, f1, f2, f3, f4 (all post-ReLU), pooled]``; ``pool3`` runs only for 64-pixel-high inputs."""
         h = x.shape[2]
         f0 = torch.relu(self.block0(x))

@@ -82,7 +82,7 @@ class WideResNet(FeatureClassifier):
 
         init_normal_fan_out(self, linear_std=None)
 
-    def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
+    def forward_feature_list(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Return ``[f0 raw conv1, f1..f3 raw residual sums, avgpool(relu(bn1(f3)))]``."""
         f0 = self.conv1(x)
         f1 = self.block1(f0)

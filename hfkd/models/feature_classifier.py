@@ -13,7 +13,7 @@ from .outputs import ClassifierOutput
 class FeatureClassifier(nn.Module):
     """A classifier whose forward can also return ``[f0, f1 .. fL, pooled]`` (spec section 1.1).
 
-    Subclasses implement :meth:`forward_features` and set ``head_name`` to the attribute that holds the final
+    Subclasses implement :meth:`forward_feature_list` and set ``head_name`` to the attribute that holds the final
     classifier under its reference key name (``fc``, ``classifier``, ``linear``), so state_dict keys stay those of
     the released checkpoints while ``model.classifier`` always means "the module mapping pooled -> logits".
     """
@@ -35,12 +35,12 @@ class FeatureClassifier(nn.Module):
         """Width of the pooled vector the classifier consumes."""
         return _linear_of(self.classifier).in_features
 
-    def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
+    def forward_feature_list(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Return ``[f0, f1 .. fL, pooled]``; ``pooled`` is ``[B, num_features]``."""
         raise NotImplementedError
 
     def forward(self, pixel_values: torch.Tensor, return_features: bool = False) -> ClassifierOutput:
-        feats = self.forward_features(pixel_values)
+        feats = self.forward_feature_list(pixel_values)
         logits = self.classifier(feats[-1])
         return ClassifierOutput(logits=logits, feats=feats if return_features else None)
 

@@ -1,0 +1,108 @@
+"""The checks a run passes before anything trains, each written once.
+
+Recipe runs call :func:`check_run_target` before any data or model is loaded (where the run writes, what it resumes,
+whether it names a teacher) and the trainer calls :func:`check_models` once the models exist (teacher present, class
+counts of student, teacher and dataset). Each failure is one sentence naming the bad value and what would work.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from torch import nn
+
+from .checkpoints import is_complete, latest_complete_checkpoint
+from .errors import IncompatibleSetupError, RecipeError
+from .methods import NO_DISTILLATION
+from .models import provenance_of
+
+# files whose presence means output_dir already holds a run (an export or a checkpoint)
+RUN_MARKERS = ("model.safetensors", "config.json")
+
+
+def require_teacher(method: str, has_teacher: bool) -> None:
+    """Every method but ``none`` distils from a teacher."""
+    if method != NO_DISTILLATION and not has_teacher:
+        raise RecipeError(f"method {method!r} needs a teacher; set 'teacher' in the recipe")
+
+
+def resume_target(output_dir: str, value: str | bool | None) -> str | None:
+    """The checkpoint folder ``resume_from_checkpoint`` names: None, a path, or true for the newest *complete*
+    checkpoint in ``output_dir`` (transformers would take the newest folder even when a kill interrupted its save)."""
+    if value is None or value is False or str(value).lower() in ("false", "none", ""):
+        return None
+    if value is True or str(value).lower() == "true":
+        latest = latest_complete_checkpoint(output_dir)
+        if latest is None:
+            raise RecipeError(f"resume_from_checkpoint is true but {output_dir!r} holds no complete checkpoint-* folder")
+        return str(latest)
+    if not Path(value).is_dir():
+        raise RecipeError(f"resume_from_checkpoint {value!r} is not a checkpoint directory")
+    if not is_complete(value):
+        raise RecipeError(
+            f"checkpoint {value!r} is incomplete (the run was stopped while saving it); resume from an earlier one "
+            f"or with --resume_from_checkpoint true"
+        )
+    return str(value)
+
+
+def check_output_dir(output_dir: str, overwrite: bool, resuming: bool) -> None:
+    """Never train over a finished or interrupted run unless asked to resume it or to overwrite it."""
+    folder = Path(output_dir)
+    if resuming or overwrite or not folder.is_dir():
+        return
+    previous = [p.name for p in folder.iterdir() if p.name in RUN_MARKERS] + [p.name for p in folder.glob("checkpoint-*")]
+    if previous:
+        raise RecipeError(
+            f"output_dir {str(folder)!r} already holds a run ({', '.join(sorted(previous)[:3])}); resume it with "
+            f"--resume_from_checkpoint true, pick another output_dir, or pass --overwrite_output_dir true"
+        )
+
+
+def check_run_target(model_args, args) -> str | None:
+    """The checks a recipe run passes before anything is loaded; returns the checkpoint to resume from, if any."""
+    require_teacher(args.method, model_args.teacher is not None)
+    resume = resume_target(args.output_dir, args.resume_from_checkpoint)
+    check_output_dir(args.output_dir, args.overwrite_output_dir, resuming=resume is not None)
+    return resume
+
+
+def class_count(model: nn.Module) -> int | None:
+    count = getattr(model, "num_classes", None)
+    return int(count) if count is not None else None
+
+
+def _named(role: str, model: nn.Module) -> str:
+    provenance = provenance_of(model)
+    return f"the {role} {provenance.source!r}" if provenance is not None and provenance.source else f"the {role}"
+
+
+def check_models(
+    method: str,
+    student: nn.Module,
+    teacher: nn.Module | None,
+    class_names: list[str] | None = None,
+    dataset_name: str | None = None,
+) -> None:
+    """The teacher a method needs is there, and student, teacher and dataset agree on the class count.
+
+    ``class_names`` (the dataset's labels, when known) make the dataset the reference the models are checked
+    against; otherwise the teacher is checked against the student. Raises ``RecipeError`` or
+    ``IncompatibleSetupError``.
+    """
+    require_teacher(method, teacher is not None)
+    models = [("student", student)] + ([("teacher", teacher)] if teacher is not None and method != NO_DISTILLATION else [])
+    if class_names is not None:
+        for role, model in models:
+            count = class_count(model)
+            if count is not None and count != len(class_names):
+                raise IncompatibleSetupError(
+                    f"{_named(role, model)} predicts {count} classes but dataset {dataset_name!r} has {len(class_names)}"
+                )
+        return
+    student_classes = class_count(student)
+    teacher_classes = class_count(teacher) if len(models) == 2 else None
+    if None not in (student_classes, teacher_classes) and student_classes != teacher_classes:
+        raise IncompatibleSetupError(
+            f"the teacher predicts {teacher_classes} classes but the student {student_classes}; they must agree"
+        )
