@@ -1,4 +1,4 @@
-"""Distillation methods, one file each, registered by name."""
+"""Distillation methods, one file each, registered by name; the loss pieces they share live in ``components``."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ from . import (  # noqa: F401
     vid,
 )
 from .base import DistillationMethod
-from .divergence import kd_divergence
+from .components.kl_divergence import kd_divergence
 from .registry import METHODS, NO_DISTILLATION, known_method_names, register_method
 
 

@@ -28,12 +28,12 @@ from torch import nn
 from ..data.contrast import contrastive_dataset
 from ..errors import RecipeError
 from ..models.outputs import ClassifierOutput
-from .base import DistillationMethod
-from .embed import LinearEmbed
-from .features import pooled_fp32, pooled_width
-from .precision import full_precision
-from .citation import Paper
-from .distributed import all_gather_rows, global_mean
+from .base import DistillationMethod, Paper
+from .components.collectives import all_gather_rows, global_mean
+from .components.feature_lists import pooled_fp32
+from .components.full_precision import full_precision
+from .components.linear_embed import LinearEmbed
+from .components.probing import pooled_width
 from .registry import register_method
 
 NCE_EPS = 1e-7

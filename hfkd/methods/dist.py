@@ -18,8 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..models.outputs import ClassifierOutput
-from .base import DistillationMethod
-from .citation import Paper
+from .base import DistillationMethod, Paper
 from .registry import register_method
 
 # added to the product of the norms, as in the authors' cosine similarity

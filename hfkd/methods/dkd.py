@@ -24,9 +24,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..models.outputs import ClassifierOutput
-from .base import DistillationMethod
-from .logit_std import standardize_logits
-from .citation import Paper
+from .base import DistillationMethod, Paper
+from .components.logit_transforms import standardize_logits
 from .registry import register_method
 
 # subtracted from the target entry of z / T to leave only the non-target classes in the NCKD softmax

@@ -12,10 +12,9 @@ from torch import nn
 from ..errors import IncompatibleSetupError
 from ..models.outputs import ClassifierOutput
 from ..models.spatial import align_spatial
-from .base import DistillationMethod
-from .features import require_maps
-from .features import probe_pair
-from .citation import Paper
+from .base import DistillationMethod, Paper
+from .components.feature_lists import require_maps
+from .components.probing import probe_pair
 from .registry import register_method
 
 

@@ -12,9 +12,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from .base import DistillationMethod
-from .logit_std import standardize_logits
-from .citation import Paper
+from .base import DistillationMethod, Paper
+from .components.logit_transforms import standardize_logits
 from .registry import register_method
 
 

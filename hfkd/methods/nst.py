@@ -17,10 +17,10 @@ from __future__ import annotations
 import torch
 from torch.autograd.function import once_differentiable
 
-from .citation import Paper
-from .layout import matmuls_laid_out_like, spatial_vectors
-from .pairs import StageMapPairMethod
-from .precision import full_precision
+from .base import Paper
+from .components.full_precision import full_precision
+from .components.memory_layout import matmuls_laid_out_like, spatial_vectors
+from .components.stage_map_pairs import StageMapPairMethod
 from .registry import register_method
 
 #: ``F.normalize``'s default, which the reference uses: norms below it are clamped to it.
@@ -31,8 +31,8 @@ def normalised_vectors(feature: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
     """``(vectors, scale, unclamped)``: the ``[B, C, H*W]`` fp32 spatial vectors divided by ``scale``, their L2
     norm clamped below at ``NORM_EPS`` (as ``F.normalize`` does), and where the norm was not clamped.
 
-    The vectors are a view in the map's own memory layout (``hfkd.methods.layout``): a channels-last map is never
-    transposed.
+    The vectors are a view in the map's own memory layout (``hfkd.methods.components.memory_layout``): a
+    channels-last map is never transposed.
     """
     x = spatial_vectors(feature).float()
     if x.stride(2) == 1:

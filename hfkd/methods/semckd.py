@@ -30,10 +30,10 @@ from torch import nn
 from ..errors import IncompatibleSetupError
 from ..models.outputs import ClassifierOutput
 from ..models.spatial import align_spatial
-from .base import DistillationMethod
-from .features import example_pixels, probe_features, require_maps, stage_maps
-from .precision import full_precision
-from .citation import Paper
+from .base import DistillationMethod, Paper
+from .components.feature_lists import require_maps, stage_maps
+from .components.full_precision import full_precision
+from .components.probing import example_pixels, probe_features
 from .registry import register_method
 
 

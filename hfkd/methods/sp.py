@@ -10,11 +10,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..models.outputs import ClassifierOutput
-from .base import DistillationMethod
-from .features import last_map, require_maps
-from .features import probe_pair
-from .precision import full_precision
-from .citation import Paper
+from .base import DistillationMethod, Paper
+from .components.feature_lists import last_map, require_maps
+from .components.full_precision import full_precision
+from .components.probing import probe_pair
 from .registry import register_method
 
 

@@ -16,8 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import RecipeError
-from .base import DistillationMethod
-from .citation import Paper
+from .base import DistillationMethod, Paper
 from .registry import register_method
 
 # inside the square root, with the biased (1/C) variance, as torch's LayerNorm does

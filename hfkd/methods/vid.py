@@ -11,9 +11,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..models.outputs import ClassifierOutput
-from .base import DistillationMethod
-from .pairs import aligned_stage_pairs, stage_map_shape_pairs
-from .citation import Paper
+from .base import DistillationMethod, Paper
+from .components.stage_map_pairs import aligned_stage_pairs, stage_map_shape_pairs
 from .registry import register_method
 
 

@@ -12,11 +12,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import IncompatibleSetupError
-from ..models.outputs import ClassifierOutput
-from ..models.spatial import align_spatial
-from .base import DistillationMethod
-from .features import probe_pair, require_maps, stage_maps
+from ...errors import IncompatibleSetupError
+from ...models.outputs import ClassifierOutput
+from ...models.spatial import align_spatial
+from ..base import DistillationMethod
+from .feature_lists import require_maps, stage_maps
+from .probing import probe_pair
 
 
 def stage_map_shape_pairs(
