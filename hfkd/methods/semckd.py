@@ -34,6 +34,7 @@ from .base import DistillationMethod, Paper
 from .components.feature_lists import require_maps, stage_maps
 from .components.full_precision import full_precision
 from .components.probing import example_pixels, probe_features
+from .components.sample_similarity import sample_similarity
 from .registry import register_method
 
 
@@ -137,8 +138,7 @@ class SemCKD(DistillationMethod):
         with full_precision(maps[0]):
             rows = []
             for embed, feature in zip(embeds, maps):
-                flat = feature.float().flatten(1)
-                rows.append(embed(F.pad(flat @ flat.t(), (0, pad))))
+                rows.append(embed(F.pad(sample_similarity(feature), (0, pad))))
             return torch.stack(rows, dim=1)
 
     def forward(

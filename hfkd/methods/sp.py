@@ -14,14 +14,15 @@ from .base import DistillationMethod, Paper
 from .components.feature_lists import last_map, require_maps
 from .components.full_precision import full_precision
 from .components.probing import probe_pair
+from .components.sample_similarity import sample_similarity
 from .registry import register_method
 
 
 def similarity_matrix(feature: torch.Tensor) -> torch.Tensor:
     """Batch Gram matrix ``F F^T`` of the flattened map (``[B, B]``, fp32), each row L2-normalised."""
-    flat = feature.float().flatten(1)
-    with full_precision(flat):
-        return F.normalize(flat @ flat.t(), dim=1)
+    gram = sample_similarity(feature)
+    with full_precision(gram):
+        return F.normalize(gram, dim=1)
 
 
 def similarity_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
