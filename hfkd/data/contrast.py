@@ -42,9 +42,9 @@ class ContrastSampler:
     drawn in one of two ways (``draw``):
 
     - ``"numpy"`` (the default for indices on the CPU): numpy's ``Generator.choice(pool, K, replace=False)``, a
-      partial Fisher-Yates shuffle, O(K) per row after an O(pool) setup. On this project's CPU a batch of 64 rows
-      of 16,384 out of 49,500 takes 24-29 ms against 63-77 ms with the keys (BENCHMARKS.md); the reference's
-      legacy ``np.random.choice``, which shuffles the whole pool per item, took 72 ms for the rows alone.
+      partial Fisher-Yates shuffle, O(K) per row after an O(pool) setup, where the keys below draw a random number
+      for every index of the pool and take the top K; the reference's legacy ``np.random.choice`` shuffles the
+      whole pool per item. Timings of the three are in BENCHMARKS.md.
     - ``"keys"`` (the default elsewhere: tensor ops on the indices' device, a GPU with ``augment_on_device``): the K
       largest of uniform random keys over the pool (keys past the end of a smaller pool masked to -1), O(B x N)
       time and memory per batch, in chunks of at most ``_KEY_BUDGET`` keys.

@@ -82,11 +82,12 @@ class ContrastMemory(nn.Module):
     def _scores(self, memory: torch.Tensor, anchor: torch.Tensor, contrast_index: torch.Tensor) -> torch.Tensor:
         """``exp(<memory[contrast_index[b, j]], anchor[b]> / T)``, ``[B, K+1]``, memory rows detached.
 
-        Computed as ``(anchor @ memory^T)`` gathered at the indices: the same dot products, but the ``[B, K+1, dim]``
-        gather of memory rows (half a gigabyte per side at CIFAR-100 sizes) becomes one ``[B, n_data]`` matmul and a
-        gather of scalars along its rows (contiguous: gathering from the transposed ``[n_data, B]`` product took
-        about 25 % longer forward + backward on the CPU). The memory is copied first (a few megabytes): the matmul
-        keeps it for the backward pass, and the memory update after the scores writes it in place.
+        Computed as ``(anchor @ memory^T)`` gathered at the indices: the same dot products from one ``[B, n_data]``
+        matmul and a gather of scalars, instead of gathering the memory rows themselves, which would allocate a
+        ``[B, K+1, dim]`` tensor per side and keep it for the backward pass. The scalars are gathered along the rows of
+        ``anchor @ memory^T``, which are contiguous, not along the columns of ``memory @ anchor^T``, which would make
+        the gather and its backward scatter strided. The memory is copied first: the matmul keeps its input for the
+        backward pass, and the memory update after the scores writes the memory in place.
         """
         with full_precision(anchor):
             products = anchor.float() @ memory.detach().float().clone().t()  # [B, n_data]

@@ -7,9 +7,9 @@ the polynomial kernel ``k(a_i, b_j) = (a_i . b_j)^2`` averaged over samples and 
 
 It is one ``autograd.Function`` with its gradient written out, not a chain of autograd ops: built op by op, the
 normalisation and the three kernels leave about fifteen passes over the ``[B, C, H*W]`` vectors in the backward
-(norm, division and masking gradients, one accumulation per use of the vectors), which cost more than the kernel
-matmuls themselves. Written out, the gradient is one or two matmuls and a few passes, and values and gradients are
-the reference's to fp32 rounding (``tests/test_method_nst.py`` checks both against the op-by-op form).
+(norm, division and masking gradients, one accumulation per use of the vectors), each a full read and write of
+them. Written out, the gradient is one or two matmuls and a few passes, and values and gradients are the
+reference's to fp32 rounding (``tests/test_method_nst.py`` checks both against the op-by-op form).
 """
 
 from __future__ import annotations
@@ -37,7 +37,8 @@ def normalised_vectors(feature: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
     x = spatial_vectors(feature).float()
     if x.stride(2) == 1:
         norm = torch.linalg.vector_norm(x, dim=2, keepdim=True)
-    else:  # positions strided (channels-last): vector_norm reduces them 3-10x slower on CPU than square-then-sum
+    else:  # positions strided (channels-last): vector_norm's strided reduction is slow on CPU, while squaring runs
+        # elementwise in the map's own order before a plain sum (timings in BENCHMARKS.md)
         norm = x.square().sum(dim=2, keepdim=True).sqrt()
     scale = norm.clamp_min(NORM_EPS)
     return x / scale, scale, norm >= NORM_EPS
