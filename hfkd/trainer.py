@@ -143,7 +143,7 @@ class DistillationTrainer(Trainer):
             logger.warning("method 'none' trains the model alone; the teacher is not used")
             teacher = None
         batch = example_batch(train_dataset, collator) if train_dataset is not None else None
-        method = build_method(args.method, student, teacher, args, batch)
+        method = build_method(args.method, student, teacher, args, batch, train_dataset=train_dataset)
         defaults = (method.default_cls, method.default_div, method.default_beta) if method is not None else (1, 0, 0)
         # unset weights take the method's defaults; the resolved values are written back so the saved recipe shows them
         args.cls, args.div, args.beta = (

@@ -212,11 +212,11 @@ def _is_integer_feature(feature: Any) -> bool:
 
 
 class ContrastiveDataset(torch.utils.data.Dataset):
-    """A training set whose batches also carry ``index``, ``contrast_index`` ``[B, K+1]`` and ``n_data``.
+    """A training set whose batches also carry ``index`` ``[B]`` and ``contrast_index`` ``[B, K+1]`` (int64).
 
     Batches come from the wrapped dataset's ``__getitems__`` (a dict batch from ``DecodedImageDataset``, or a list of
     items from a ``datasets.Dataset``, stacked here), so the sampler runs once per batch, vectorised. ``n_data`` (the
-    training-set size, a Python int) lets the CRD method size its memory bank from the example batch.
+    training-set size) is an attribute of the dataset, which the CRD method reads to size its memory bank.
     """
 
     def __init__(
@@ -258,7 +258,6 @@ class ContrastiveDataset(torch.utils.data.Dataset):
         batch["index"] = index
         if not getattr(self.dataset, "on_device", False):  # else device_transform draws them on the device
             batch["contrast_index"] = self.sampler.sample(index, self.labels[index], self.epoch, self.seed)
-        batch["n_data"] = self.n_data
         return batch
 
     @property

@@ -62,9 +62,19 @@ class DistillationMethod(nn.Module):
 
     @classmethod
     def build(
-        cls, student: nn.Module, teacher: nn.Module, config: Any, example_batch: dict[str, torch.Tensor]
+        cls,
+        student: nn.Module,
+        teacher: nn.Module,
+        config: Any,
+        example_batch: dict[str, torch.Tensor] | None,
+        train_dataset: Any = None,
     ) -> "DistillationMethod":
         """Create the method for this student/teacher pair; methods that size modules override this.
+
+        ``example_batch`` is a small collated training batch (None for an evaluation-only trainer) whose
+        ``pixel_values`` the methods probe the models with. ``train_dataset`` is the training set as the trainer
+        iterates it, already passed through ``prepare_train_dataset`` (None when there is none); only a method that
+        needs the training set itself reads it (CRD sizes its memory bank by it), the others ignore it.
 
         Raise ``hfkd.errors.IncompatibleSetupError`` (one sentence: why, and what would work) for a pair the
         method cannot handle, so the run stops before training.

@@ -57,7 +57,14 @@ class CC(DistillationMethod):
         self.embed_t = LinearEmbed(teacher_dim, embed_dim)
 
     @classmethod
-    def build(cls, student: nn.Module, teacher: nn.Module, config: Any, example_batch: dict[str, torch.Tensor]) -> "CC":
+    def build(
+        cls,
+        student: nn.Module,
+        teacher: nn.Module,
+        config: Any,
+        example_batch: dict[str, torch.Tensor] | None,
+        train_dataset: Any = None,
+    ) -> "CC":
         return cls(pooled_width(student, example_batch, cls.name), pooled_width(teacher, example_batch, cls.name))
 
     def forward(

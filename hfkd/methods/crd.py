@@ -13,8 +13,8 @@ fixed from the very first batch (``mean(scores) * n_data``); the memory update c
 Z is set without a host sync (``torch.where`` on a -1 sentinel, no print), and the loss is a 0-dim tensor (the
 reference's ``ContrastLoss`` returns shape [1]).
 
-The training set must carry ``index``, ``contrast_index`` and ``n_data``: ``prepare_train_dataset`` wraps it in
-``hfkd.data.contrast.ContrastiveDataset``, and ``build`` sizes the memory bank from ``n_data`` in the example batch.
+The training batches must carry ``index`` and ``contrast_index``: ``prepare_train_dataset`` wraps the training set in
+``hfkd.data.contrast.ContrastiveDataset``, and ``build`` sizes the memory bank by that training set's size.
 """
 
 from __future__ import annotations
@@ -39,6 +39,21 @@ from .registry import register_method
 NCE_EPS = 1e-7
 # Z_v1 / Z_v2 before the first forward sets them
 Z_UNSET = -1.0
+
+
+def training_set_size(train_dataset: Any) -> int:
+    """The number of training examples, the rows of each memory bank: ``n_data`` of a ``ContrastiveDataset``, else
+    ``len(train_dataset)``; ``RecipeError`` for a training set without a length."""
+    n_data = getattr(train_dataset, "n_data", None)
+    if n_data is not None:
+        return int(n_data)
+    try:
+        return len(train_dataset)
+    except TypeError:
+        raise RecipeError(
+            f"crd keeps one memory row per training example, but the training set {type(train_dataset).__name__} has "
+            f"no length; use a map-style dataset (datasets.Dataset or hfkd.data.DecodedImageDataset)"
+        ) from None
 
 
 def l2_normalize(x: torch.Tensor) -> torch.Tensor:
@@ -161,19 +176,30 @@ class CRD(DistillationMethod):
 
     @classmethod
     def prepare_train_dataset(cls, dataset: Any, config: Any) -> Any:
-        """Add ``index``, ``contrast_index`` (K+1 per example) and ``n_data`` to every training batch (spec 5.2)."""
+        """Add ``index`` and ``contrast_index`` (K+1 per example) to every training batch (spec 5.2)."""
         return contrastive_dataset(dataset, config.crd_nce_k, config.crd_mode, seed=config.seed)
 
     @classmethod
     def build(
-        cls, student: nn.Module, teacher: nn.Module, config: Any, example_batch: dict[str, torch.Tensor]
+        cls,
+        student: nn.Module,
+        teacher: nn.Module,
+        config: Any,
+        example_batch: dict[str, torch.Tensor] | None,
+        train_dataset: Any = None,
     ) -> "CRD":
-        if example_batch is None or "contrast_index" not in example_batch or "n_data" not in example_batch:
+        """Size the embeddings from the pooled widths and the memory bank ``[n_data, crd_feat_dim]`` by the training
+        set (``train_dataset.n_data`` of a ``ContrastiveDataset``, else ``len(train_dataset)``).
+
+        Raises ``RecipeError`` when there is no training set or its batches lack ``contrast_index`` (it was not
+        prepared by ``prepare_train_dataset``).
+        """
+        if train_dataset is None or example_batch is None or "contrast_index" not in example_batch:
             raise RecipeError(
-                "crd needs a training set prepared by CRD.prepare_train_dataset (batches with index, contrast_index "
-                "and n_data); pass the training set to DistillationTrainer"
+                "crd needs the training set prepared by CRD.prepare_train_dataset (batches with index and "
+                "contrast_index, and its size for the memory bank); pass the training set to DistillationTrainer"
             )
-        n_data = int(torch.as_tensor(example_batch["n_data"]).flatten()[0])
+        n_data = training_set_size(train_dataset)
         return cls(
             pooled_width(student, example_batch, cls.name),
             pooled_width(teacher, example_batch, cls.name),

@@ -109,7 +109,12 @@ class DKD(DistillationMethod):
 
     @classmethod
     def build(
-        cls, student: nn.Module, teacher: nn.Module, config: Any, example_batch: dict[str, torch.Tensor]
+        cls,
+        student: nn.Module,
+        teacher: nn.Module,
+        config: Any,
+        example_batch: dict[str, torch.Tensor] | None,
+        train_dataset: Any = None,
     ) -> "DKD":
         """Reads ``dkd_alpha``, ``dkd_beta``, ``dkd_warmup_epochs``, ``kd_temperature``, ``logit_standardization``."""
         return cls(

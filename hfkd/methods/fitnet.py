@@ -80,7 +80,12 @@ class FitNet(DistillationMethod):
 
     @classmethod
     def build(
-        cls, student: nn.Module, teacher: nn.Module, config: Any, example_batch: dict[str, torch.Tensor] | None
+        cls,
+        student: nn.Module,
+        teacher: nn.Module,
+        config: Any,
+        example_batch: dict[str, torch.Tensor] | None,
+        train_dataset: Any = None,
     ) -> "FitNet":
         """Check ``hint_layer`` indexes a map of both models and size the regressor from the probed shapes."""
         k = int(config.hint_layer)

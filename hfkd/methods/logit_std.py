@@ -44,7 +44,12 @@ class LogitStandardization(DistillationMethod):
 
     @classmethod
     def build(
-        cls, student: nn.Module, teacher: nn.Module, config: Any, example_batch: dict[str, torch.Tensor]
+        cls,
+        student: nn.Module,
+        teacher: nn.Module,
+        config: Any,
+        example_batch: dict[str, torch.Tensor] | None,
+        train_dataset: Any = None,
     ) -> "LogitStandardization":
         """No trainable parts; the method always standardises (``logit_standardization`` is implied)."""
         return cls()

@@ -111,7 +111,12 @@ class SemCKD(DistillationMethod):
 
     @classmethod
     def build(
-        cls, student: nn.Module, teacher: nn.Module, config: Any, example_batch: dict[str, torch.Tensor]
+        cls,
+        student: nn.Module,
+        teacher: nn.Module,
+        config: Any,
+        example_batch: dict[str, torch.Tensor] | None,
+        train_dataset: Any = None,
     ) -> "SemCKD":
         """One query per student stage map, one key per teacher stage map, one regressor per (i, j) pair."""
         pixels = example_pixels(student, example_batch, cls.name)

@@ -60,7 +60,12 @@ class SimKD(DistillationMethod):
 
     @classmethod
     def build(
-        cls, student: nn.Module, teacher: nn.Module, config: Any, example_batch: dict[str, torch.Tensor]
+        cls,
+        student: nn.Module,
+        teacher: nn.Module,
+        config: Any,
+        example_batch: dict[str, torch.Tensor] | None,
+        train_dataset: Any = None,
     ) -> "SimKD":
         """Size the projector from ``feats[-2]`` of both models and copy the teacher's classifier (frozen)."""
         pixels = example_pixels(student, example_batch, cls.name)

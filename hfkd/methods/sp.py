@@ -51,7 +51,12 @@ class SP(DistillationMethod):
 
     @classmethod
     def build(
-        cls, student: nn.Module, teacher: nn.Module, config: Any, example_batch: dict[str, torch.Tensor] | None
+        cls,
+        student: nn.Module,
+        teacher: nn.Module,
+        config: Any,
+        example_batch: dict[str, torch.Tensor] | None,
+        train_dataset: Any = None,
     ) -> "SP":
         """Check that both models' last stage maps are ``[C, H, W]`` maps; nothing is sized."""
         s_shapes, t_shapes = probe_pair(student, teacher, example_batch, cls.name)

@@ -57,7 +57,12 @@ class SphericalKD(DistillationMethod):
 
     @classmethod
     def build(
-        cls, student: nn.Module, teacher: nn.Module, config: Any, example_batch: dict[str, torch.Tensor]
+        cls,
+        student: nn.Module,
+        teacher: nn.Module,
+        config: Any,
+        example_batch: dict[str, torch.Tensor] | None,
+        train_dataset: Any = None,
     ) -> "SphericalKD":
         """Reads ``config.spherical_multiplier``; no trainable parts."""
         multiplier = float(config.spherical_multiplier)

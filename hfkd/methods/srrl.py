@@ -54,7 +54,12 @@ class SRRL(DistillationMethod):
 
     @classmethod
     def build(
-        cls, student: nn.Module, teacher: nn.Module, config: Any, example_batch: dict[str, torch.Tensor]
+        cls,
+        student: nn.Module,
+        teacher: nn.Module,
+        config: Any,
+        example_batch: dict[str, torch.Tensor] | None,
+        train_dataset: Any = None,
     ) -> "SRRL":
         """Size ``transfer`` from the pooled widths and take a frozen copy of the teacher's classifier."""
         pixels = example_pixels(student, example_batch, cls.name)

@@ -84,7 +84,12 @@ class VID(DistillationMethod):
 
     @classmethod
     def build(
-        cls, student: nn.Module, teacher: nn.Module, config: Any, example_batch: dict[str, torch.Tensor] | None
+        cls,
+        student: nn.Module,
+        teacher: nn.Module,
+        config: Any,
+        example_batch: dict[str, torch.Tensor] | None,
+        train_dataset: Any = None,
     ) -> "VID":
         """Size one regressor per pair from the probed channel counts of the example batch."""
         shapes = stage_map_shape_pairs(student, teacher, example_batch, cls.name)

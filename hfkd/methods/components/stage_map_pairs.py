@@ -74,7 +74,12 @@ class StageMapPairMethod(DistillationMethod):
 
     @classmethod
     def build(
-        cls, student: nn.Module, teacher: nn.Module, config: Any, example_batch: dict[str, torch.Tensor] | None
+        cls,
+        student: nn.Module,
+        teacher: nn.Module,
+        config: Any,
+        example_batch: dict[str, torch.Tensor] | None,
+        train_dataset: Any = None,
     ) -> "StageMapPairMethod":
         """Check that both models give stage maps to pair; nothing is sized."""
         stage_map_shape_pairs(student, teacher, example_batch, cls.name)
