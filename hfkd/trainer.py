@@ -57,7 +57,7 @@ def example_batch(dataset, collator, size: int = 2) -> dict[str, torch.Tensor]:
     indices = list(range(min(size, len(dataset))))
     items = dataset.__getitems__(indices) if hasattr(dataset, "__getitems__") else [dataset[i] for i in indices]
     batch = collator(items)
-    return dataset.device_transform(batch, 0) if hasattr(dataset, "device_transform") else batch
+    return dataset.device_transform(batch) if hasattr(dataset, "device_transform") else batch
 
 
 def _class_count(model: nn.Module) -> int | None:
@@ -208,7 +208,7 @@ class DistillationTrainer(Trainer):
         """Finish a batch the dataset left raw (``augment_on_device``), on the training device."""
         dataset = self.train_dataset if training else self.eval_dataset
         if hasattr(dataset, "device_transform"):
-            inputs = dataset.device_transform(inputs, int(self.state.epoch or 0) if training else 0)
+            inputs = dataset.device_transform(inputs)
         return inputs
 
     def _prepare_inputs(self, inputs: dict[str, Any]) -> dict[str, Any]:

@@ -264,14 +264,17 @@ class ContrastiveDataset(torch.utils.data.Dataset):
     def on_device(self) -> bool:
         return getattr(self.dataset, "on_device", False)
 
-    def device_transform(self, batch: dict[str, Any], epoch: int) -> dict[str, Any]:
-        """The wrapped dataset's device transform, then the contrastive indices drawn on the batch's device."""
+    def device_transform(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """The wrapped dataset's device transform, then the contrastive indices drawn on the batch's device.
+
+        Both use the epoch set by ``set_epoch`` (forwarded to the wrapped dataset), as ``__getitems__`` does.
+        """
         index = batch["index"]
         if hasattr(self.dataset, "device_transform"):
-            batch = self.dataset.device_transform(batch, epoch)
+            batch = self.dataset.device_transform(batch)
         batch = {**batch, "index": index}
         if "contrast_index" not in batch:
-            batch["contrast_index"] = self.sampler.sample(index, batch["labels"], epoch, self.seed)
+            batch["contrast_index"] = self.sampler.sample(index, batch["labels"], self.epoch, self.seed)
         return batch
 
     def __getitem__(self, i: int) -> dict[str, Any]:
