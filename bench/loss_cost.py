@@ -44,12 +44,13 @@ def loss_ms(name: str, fast: bool, student: torch.nn.Module, teacher: torch.nn.M
     images = torch.randn(bench.BATCH, 3, bench.IMAGE_SIZE, bench.IMAGE_SIZE)
     batch = {"labels": torch.arange(bench.BATCH) % 100, "pixel_values": images,
              "index": torch.arange(bench.BATCH),
-             "contrast_index": torch.randint(0, bench.N_TRAIN, (bench.BATCH, 16_385)),
-             "n_data": torch.full((bench.BATCH,), bench.N_TRAIN)}
+             "contrast_index": torch.randint(0, bench.N_TRAIN, (bench.BATCH, 16_385))}
     layout = torch.channels_last if fast else torch.contiguous_format
     images = images.contiguous(memory_format=layout)
     student, teacher = (m.to(memory_format=layout) for m in (student, teacher))
-    method = build_method(name, student, teacher, bench.config(name, "fast" if fast else "fp32", output), batch)
+    # CRD sizes its memory bank by the training set's length: a range of N_TRAIN stands in for the training set
+    method = build_method(name, student, teacher, bench.config(name, "fast" if fast else "fp32", output), batch,
+                          train_dataset=range(bench.N_TRAIN))
     method = method.to(memory_format=layout)
     s, t = features(student, images, fast), features(teacher, images, fast)
     student_feats = [f.detach().requires_grad_(True) for f in s.feats]

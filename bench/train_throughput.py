@@ -177,7 +177,7 @@ def bare_window(model, teacher, optimizer, dataset, indices: list[list[int]], se
     begin = time.perf_counter()
     for batch_indices in indices:
         batch = to_device(dataset.__getitems__(batch_indices))
-        batch = dataset.device_transform(batch, 0) if hasattr(dataset, "device_transform") else batch
+        batch = dataset.device_transform(batch) if hasattr(dataset, "device_transform") else batch
         pixels = batch.pop("pixel_values")
         if channels_last:
             pixels = pixels.contiguous(memory_format=torch.channels_last)
@@ -306,7 +306,7 @@ def child_eval(method: str, setting: str, output: str) -> dict:
         begin = time.perf_counter()
         with torch.no_grad(), autocast(setting):
             for batch in loader:
-                batch = evaluation.device_transform(to_device(batch), 0)
+                batch = evaluation.device_transform(to_device(batch))
                 pixels = batch["pixel_values"]
                 if channels_last:
                     pixels = pixels.contiguous(memory_format=torch.channels_last)

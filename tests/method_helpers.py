@@ -51,9 +51,13 @@ def example(batch: int = 2) -> dict[str, torch.Tensor]:
     return {"pixel_values": torch.randn(batch, 3, 32, 32)}
 
 
-def make_method(name: str, student: nn.Module, teacher: nn.Module, batch: dict | None = None, **config):
-    """``name`` built through build_method for the given models from ``batch`` (default a fresh ``example()``)."""
-    return build_method(name, student, teacher, method_config(**config), batch if batch is not None else example())
+def make_method(
+    name: str, student: nn.Module, teacher: nn.Module, batch: dict | None = None, *, train_dataset=None, **config
+):
+    """``name`` built through build_method for the given models from ``batch`` (default a fresh ``example()``) and
+    ``train_dataset`` (the prepared training set; only CRD reads it)."""
+    batch = batch if batch is not None else example()
+    return build_method(name, student, teacher, method_config(**config), batch, train_dataset=train_dataset)
 
 
 @functools.cache

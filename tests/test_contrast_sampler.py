@@ -144,13 +144,12 @@ def test_wrapper_on_decoded_dataset_adds_index_and_contrast_index(learnable_data
     loader = torch.utils.data.DataLoader(wrapped, batch_size=32, shuffle=True, collate_fn=lambda batch: batch)
     seen = []
     for batch in loader:
-        assert set(batch) == {"pixel_values", "labels", "index", "contrast_index", "n_data"}
+        assert set(batch) == {"pixel_values", "labels", "index", "contrast_index"}
         assert batch["pixel_values"].shape == (32, 3, 32, 32) and batch["contrast_index"].shape == (32, 51)
         assert torch.equal(batch["labels"], train.labels[batch["index"]])
         assert torch.equal(batch["contrast_index"][:, 0], batch["index"])
         negatives = batch["contrast_index"][:, 1:]
         assert torch.all(train.labels[negatives] != batch["labels"][:, None])
-        assert batch["n_data"] == 256
         seen += batch["index"].tolist()
     assert sorted(seen) == list(range(256))
     item = wrapped[7]

@@ -1,5 +1,6 @@
-"""Stage-map losses follow the maps' memory layout (hfkd.methods.layout): the same values and gradients for an NCHW
-map and the same map stored channels-last, no copy of the map, and the gradient back in the map's own layout."""
+"""Stage-map losses follow the maps' memory layout (hfkd.methods.components.memory_layout): the same values and
+gradients for an NCHW map and the same map stored channels-last, no copy of the map, and the gradient back in the
+map's own layout."""
 
 from __future__ import annotations
 
@@ -7,9 +8,9 @@ import pytest
 import torch
 
 from hfkd.methods.at import AT
-from hfkd.methods.layout import channel_view, is_channels_last, spatial_vectors
+from hfkd.methods.components.memory_layout import channel_view, is_channels_last, spatial_vectors
+from hfkd.methods.components.stage_map_pairs import aligned_stage_pairs
 from hfkd.methods.nst import NST
-from hfkd.methods.pairs import aligned_stage_pairs
 from hfkd.methods.vid import VID
 
 from tests.method_helpers import outputs

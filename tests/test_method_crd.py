@@ -167,7 +167,7 @@ def test_build_sizes_embeddings_and_memory_from_the_wrapped_example_batch(learna
     train = ContrastiveDataset(learnable_data[0], nce_k=100)
     batch = example_batch(train, lambda items: items)
     student, teacher = create_model("resnet8", num_classes=4), create_model("resnet8x4", num_classes=4)
-    method = make_method("crd", student, teacher, batch, crd_feat_dim=32)
+    method = make_method("crd", student, teacher, batch, train_dataset=train, crd_feat_dim=32)
     assert method.embed_s.linear.weight.shape == (32, 64) and method.embed_t.linear.weight.shape == (32, 256)
     assert method.contrast.memory_v1.shape == (256, 32) and method.contrast.memory_v2.shape == (256, 32)
     assert sum(p.numel() for p in method.parameters()) == (64 * 32 + 32) + (256 * 32 + 32)
@@ -179,7 +179,8 @@ def test_gradients_reach_student_and_both_embeddings_only(learnable_data):
     train = ContrastiveDataset(learnable_data[0], nce_k=16)
     batch = train.__getitems__(list(range(8)))
     student, teacher = create_model("resnet8", num_classes=4), create_model("resnet8", num_classes=4).eval()
-    method = CRD.build(student, teacher, SimpleNamespace(crd_feat_dim=128, crd_nce_t=0.07, crd_nce_m=0.5), batch)
+    method = CRD.build(student, teacher, SimpleNamespace(crd_feat_dim=128, crd_nce_t=0.07, crd_nce_m=0.5), batch,
+                       train_dataset=train)
     out = backward_through_model(student, teacher, method, batch["pixel_values"], batch["labels"],
                                  index=batch["index"], contrast_index=batch["contrast_index"])
     assert all(p.grad is not None for p in student.parameters() if p.dim() > 1 and p is not student.classifier.weight)

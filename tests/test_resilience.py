@@ -101,7 +101,7 @@ def test_bf16_autocast_on_cpu_matches_fp32(method, tmp_path):
     config = DistillationConfig(output_dir=str(tmp_path), method=method, per_device_train_batch_size=32,
                                 crd_nce_k=16)
     train = METHODS[method].prepare_train_dataset(train, config)
-    built = build_method(method, student, teacher, config, example_batch(train, lambda b: b))
+    built = build_method(method, student, teacher, config, example_batch(train, lambda b: b), train_dataset=train)
     defaults = (built.default_cls, built.default_div, built.default_beta)
     model = DistillationModel(student, built, LossWeights(*[float(max(d, 0.5)) for d in defaults])).train()
     batch = train.__getitems__(list(range(32)))

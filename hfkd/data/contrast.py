@@ -42,9 +42,9 @@ class ContrastSampler:
     drawn in one of two ways (``draw``):
 
     - ``"numpy"`` (the default for indices on the CPU): numpy's ``Generator.choice(pool, K, replace=False)``, a
-      partial Fisher-Yates shuffle, O(K) per row after an O(pool) setup. On this project's CPU a batch of 64 rows
-      of 16,384 out of 49,500 takes 24-29 ms against 63-77 ms with the keys (BENCHMARKS.md); the reference's
-      legacy ``np.random.choice``, which shuffles the whole pool per item, took 72 ms for the rows alone.
+      partial Fisher-Yates shuffle, O(K) per row after an O(pool) setup, where the keys below draw a random number
+      for every index of the pool and take the top K; the reference's legacy ``np.random.choice`` shuffles the
+      whole pool per item. Timings of the three are in BENCHMARKS.md.
     - ``"keys"`` (the default elsewhere: tensor ops on the indices' device, a GPU with ``augment_on_device``): the K
       largest of uniform random keys over the pool (keys past the end of a smaller pool masked to -1), O(B x N)
       time and memory per batch, in chunks of at most ``_KEY_BUDGET`` keys.
@@ -212,11 +212,11 @@ def _is_integer_feature(feature: Any) -> bool:
 
 
 class ContrastiveDataset(torch.utils.data.Dataset):
-    """A training set whose batches also carry ``index``, ``contrast_index`` ``[B, K+1]`` and ``n_data``.
+    """A training set whose batches also carry ``index`` ``[B]`` and ``contrast_index`` ``[B, K+1]`` (int64).
 
     Batches come from the wrapped dataset's ``__getitems__`` (a dict batch from ``DecodedImageDataset``, or a list of
     items from a ``datasets.Dataset``, stacked here), so the sampler runs once per batch, vectorised. ``n_data`` (the
-    training-set size, a Python int) lets the CRD method size its memory bank from the example batch.
+    training-set size) is an attribute of the dataset, which the CRD method reads to size its memory bank.
     """
 
     def __init__(
@@ -258,21 +258,23 @@ class ContrastiveDataset(torch.utils.data.Dataset):
         batch["index"] = index
         if not getattr(self.dataset, "on_device", False):  # else device_transform draws them on the device
             batch["contrast_index"] = self.sampler.sample(index, self.labels[index], self.epoch, self.seed)
-        batch["n_data"] = self.n_data
         return batch
 
     @property
     def on_device(self) -> bool:
         return getattr(self.dataset, "on_device", False)
 
-    def device_transform(self, batch: dict[str, Any], epoch: int) -> dict[str, Any]:
-        """The wrapped dataset's device transform, then the contrastive indices drawn on the batch's device."""
+    def device_transform(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """The wrapped dataset's device transform, then the contrastive indices drawn on the batch's device.
+
+        Both use the epoch set by ``set_epoch`` (forwarded to the wrapped dataset), as ``__getitems__`` does.
+        """
         index = batch["index"]
         if hasattr(self.dataset, "device_transform"):
-            batch = self.dataset.device_transform(batch, epoch)
+            batch = self.dataset.device_transform(batch)
         batch = {**batch, "index": index}
         if "contrast_index" not in batch:
-            batch["contrast_index"] = self.sampler.sample(index, batch["labels"], epoch, self.seed)
+            batch["contrast_index"] = self.sampler.sample(index, batch["labels"], self.epoch, self.seed)
         return batch
 
     def __getitem__(self, i: int) -> dict[str, Any]:

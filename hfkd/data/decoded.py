@@ -71,11 +71,14 @@ class DecodedImageDataset(torch.utils.data.Dataset):
             batch["index"] = index
         return batch
 
-    def device_transform(self, batch: dict[str, torch.Tensor], epoch: int) -> dict[str, torch.Tensor]:
-        """Transform a batch that ``__getitems__`` left raw (``on_device``), on whatever device it now is."""
+    def device_transform(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Transform a batch that ``__getitems__`` left raw (``on_device``), on whatever device it now is.
+
+        Uses the epoch set by ``set_epoch``, as ``__getitems__`` does, so both paths augment alike.
+        """
         if batch["pixel_values"].dtype != torch.uint8:
             return batch
-        pixels = self.transform(batch["pixel_values"], batch["index"], epoch)
+        pixels = self.transform(batch["pixel_values"], batch["index"], self.epoch)
         batch = {**batch, "pixel_values": pixels}
         if not self.with_index:
             batch.pop("index")

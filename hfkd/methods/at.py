@@ -6,9 +6,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .layout import channel_view
-from .pairs import StageMapPairMethod
-from .citation import Paper
+from .base import Paper
+from .components.memory_layout import channel_view
+from .components.stage_map_pairs import StageMapPairMethod
 from .registry import register_method
 
 
@@ -16,7 +16,7 @@ def attention_map(feature: torch.Tensor) -> torch.Tensor:
     """``mean_c(f^2)`` (p = 2, the MEAN over channels) flattened to ``[B, H*W]``, L2-normalised per sample.
 
     ``mean_c(f^2)`` is computed as ``||f||_c^2 / C``, accumulated in fp32 from the (possibly bf16) map and reduced in
-    the map's own memory layout, so the gradient comes back in that layout (``hfkd.methods.layout``).
+    the map's own memory layout, so the gradient comes back in that layout (``hfkd.methods.components.memory_layout``).
     """
     view, channel_dim = channel_view(feature)
     energy = torch.linalg.vector_norm(view, dim=channel_dim, dtype=torch.float32).pow(2) / feature.shape[1]

@@ -1,14 +1,38 @@
-"""The interface every distillation method implements (DESIGN.md, "Methods")."""
+"""The interface every distillation method implements (DESIGN.md, "Methods"), and the paper it cites."""
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
 from ..models.outputs import ClassifierOutput
-from .citation import Paper
+
+
+@dataclass(frozen=True)
+class Paper:
+    """The paper behind a method, for model cards: title, authors (``"First Last and First Last"``), venue, year and
+    a link."""
+
+    title: str
+    authors: str
+    venue: str
+    year: int
+    url: str
+
+    def bibtex(self) -> str:
+        """A BibTeX entry; arXiv-only papers are ``@article`` with the arXiv number as journal."""
+        surname = self.authors.split(" and ")[0].split()[-1].lower()
+        word = re.sub(r"[^a-z]", "", self.title.split()[0].lower())
+        key = f"{surname}{self.year}{word}"
+        kind, where = ("article", "journal") if self.venue.startswith("arXiv") else ("inproceedings", "booktitle")
+        return (
+            f"@{kind}{{{key},\n  title = {{{self.title}}},\n  author = {{{self.authors}}},\n"
+            f"  {where} = {{{self.venue}}},\n  year = {{{self.year}}},\n  url = {{{self.url}}}\n}}"
+        )
 
 
 class DistillationMethod(nn.Module):
@@ -38,9 +62,19 @@ class DistillationMethod(nn.Module):
 
     @classmethod
     def build(
-        cls, student: nn.Module, teacher: nn.Module, config: Any, example_batch: dict[str, torch.Tensor]
+        cls,
+        student: nn.Module,
+        teacher: nn.Module,
+        config: Any,
+        example_batch: dict[str, torch.Tensor] | None,
+        train_dataset: Any = None,
     ) -> "DistillationMethod":
         """Create the method for this student/teacher pair; methods that size modules override this.
+
+        ``example_batch`` is a small collated training batch (None for an evaluation-only trainer) whose
+        ``pixel_values`` the methods probe the models with. ``train_dataset`` is the training set as the trainer
+        iterates it, already passed through ``prepare_train_dataset`` (None when there is none); only a method that
+        needs the training set itself reads it (CRD sizes its memory bank by it), the others ignore it.
 
         Raise ``hfkd.errors.IncompatibleSetupError`` (one sentence: why, and what would work) for a pair the
         method cannot handle, so the run stops before training.

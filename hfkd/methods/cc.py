@@ -16,11 +16,11 @@ import torch
 from torch import nn
 
 from ..models.outputs import ClassifierOutput
-from .base import DistillationMethod
-from .embed import LinearEmbed
-from .features import pooled_fp32, pooled_width
-from .precision import full_precision
-from .citation import Paper
+from .base import DistillationMethod, Paper
+from .components.feature_lists import pooled_fp32
+from .components.full_precision import full_precision
+from .components.linear_embed import LinearEmbed
+from .components.probing import pooled_width
 from .registry import register_method
 
 # RepDistiller's --feat_dim default, the embedding size of CC's LinearEmbed
@@ -57,7 +57,14 @@ class CC(DistillationMethod):
         self.embed_t = LinearEmbed(teacher_dim, embed_dim)
 
     @classmethod
-    def build(cls, student: nn.Module, teacher: nn.Module, config: Any, example_batch: dict[str, torch.Tensor]) -> "CC":
+    def build(
+        cls,
+        student: nn.Module,
+        teacher: nn.Module,
+        config: Any,
+        example_batch: dict[str, torch.Tensor] | None,
+        train_dataset: Any = None,
+    ) -> "CC":
         return cls(pooled_width(student, example_batch, cls.name), pooled_width(teacher, example_batch, cls.name))
 
     def forward(

@@ -13,8 +13,8 @@ fixed from the very first batch (``mean(scores) * n_data``); the memory update c
 Z is set without a host sync (``torch.where`` on a -1 sentinel, no print), and the loss is a 0-dim tensor (the
 reference's ``ContrastLoss`` returns shape [1]).
 
-The training set must carry ``index``, ``contrast_index`` and ``n_data``: ``prepare_train_dataset`` wraps it in
-``hfkd.data.contrast.ContrastiveDataset``, and ``build`` sizes the memory bank from ``n_data`` in the example batch.
+The training batches must carry ``index`` and ``contrast_index``: ``prepare_train_dataset`` wraps the training set in
+``hfkd.data.contrast.ContrastiveDataset``, and ``build`` sizes the memory bank by that training set's size.
 """
 
 from __future__ import annotations
@@ -28,17 +28,32 @@ from torch import nn
 from ..data.contrast import contrastive_dataset
 from ..errors import RecipeError
 from ..models.outputs import ClassifierOutput
-from .base import DistillationMethod
-from .embed import LinearEmbed
-from .features import pooled_fp32, pooled_width
-from .precision import full_precision
-from .citation import Paper
-from .distributed import all_gather_rows, global_mean
+from .base import DistillationMethod, Paper
+from .components.collectives import all_gather_rows, global_mean
+from .components.feature_lists import pooled_fp32
+from .components.full_precision import full_precision
+from .components.linear_embed import LinearEmbed
+from .components.probing import pooled_width
 from .registry import register_method
 
 NCE_EPS = 1e-7
 # Z_v1 / Z_v2 before the first forward sets them
 Z_UNSET = -1.0
+
+
+def training_set_size(train_dataset: Any) -> int:
+    """The number of training examples, the rows of each memory bank: ``n_data`` of a ``ContrastiveDataset``, else
+    ``len(train_dataset)``; ``RecipeError`` for a training set without a length."""
+    n_data = getattr(train_dataset, "n_data", None)
+    if n_data is not None:
+        return int(n_data)
+    try:
+        return len(train_dataset)
+    except TypeError:
+        raise RecipeError(
+            f"crd keeps one memory row per training example, but the training set {type(train_dataset).__name__} has "
+            f"no length; use a map-style dataset (datasets.Dataset or hfkd.data.DecodedImageDataset)"
+        ) from None
 
 
 def l2_normalize(x: torch.Tensor) -> torch.Tensor:
@@ -82,11 +97,12 @@ class ContrastMemory(nn.Module):
     def _scores(self, memory: torch.Tensor, anchor: torch.Tensor, contrast_index: torch.Tensor) -> torch.Tensor:
         """``exp(<memory[contrast_index[b, j]], anchor[b]> / T)``, ``[B, K+1]``, memory rows detached.
 
-        Computed as ``(anchor @ memory^T)`` gathered at the indices: the same dot products, but the ``[B, K+1, dim]``
-        gather of memory rows (half a gigabyte per side at CIFAR-100 sizes) becomes one ``[B, n_data]`` matmul and a
-        gather of scalars along its rows (contiguous: gathering from the transposed ``[n_data, B]`` product took
-        about 25 % longer forward + backward on the CPU). The memory is copied first (a few megabytes): the matmul
-        keeps it for the backward pass, and the memory update after the scores writes it in place.
+        Computed as ``(anchor @ memory^T)`` gathered at the indices: the same dot products from one ``[B, n_data]``
+        matmul and a gather of scalars, instead of gathering the memory rows themselves, which would allocate a
+        ``[B, K+1, dim]`` tensor per side and keep it for the backward pass. The scalars are gathered along the rows of
+        ``anchor @ memory^T``, which are contiguous, not along the columns of ``memory @ anchor^T``, which would make
+        the gather and its backward scatter strided. The memory is copied first: the matmul keeps its input for the
+        backward pass, and the memory update after the scores writes the memory in place.
         """
         with full_precision(anchor):
             products = anchor.float() @ memory.detach().float().clone().t()  # [B, n_data]
@@ -160,19 +176,30 @@ class CRD(DistillationMethod):
 
     @classmethod
     def prepare_train_dataset(cls, dataset: Any, config: Any) -> Any:
-        """Add ``index``, ``contrast_index`` (K+1 per example) and ``n_data`` to every training batch (spec 5.2)."""
+        """Add ``index`` and ``contrast_index`` (K+1 per example) to every training batch (spec 5.2)."""
         return contrastive_dataset(dataset, config.crd_nce_k, config.crd_mode, seed=config.seed)
 
     @classmethod
     def build(
-        cls, student: nn.Module, teacher: nn.Module, config: Any, example_batch: dict[str, torch.Tensor]
+        cls,
+        student: nn.Module,
+        teacher: nn.Module,
+        config: Any,
+        example_batch: dict[str, torch.Tensor] | None,
+        train_dataset: Any = None,
     ) -> "CRD":
-        if example_batch is None or "contrast_index" not in example_batch or "n_data" not in example_batch:
+        """Size the embeddings from the pooled widths and the memory bank ``[n_data, crd_feat_dim]`` by the training
+        set (``train_dataset.n_data`` of a ``ContrastiveDataset``, else ``len(train_dataset)``).
+
+        Raises ``RecipeError`` when there is no training set or its batches lack ``contrast_index`` (it was not
+        prepared by ``prepare_train_dataset``).
+        """
+        if train_dataset is None or example_batch is None or "contrast_index" not in example_batch:
             raise RecipeError(
-                "crd needs a training set prepared by CRD.prepare_train_dataset (batches with index, contrast_index "
-                "and n_data); pass the training set to DistillationTrainer"
+                "crd needs the training set prepared by CRD.prepare_train_dataset (batches with index and "
+                "contrast_index, and its size for the memory bank); pass the training set to DistillationTrainer"
             )
-        n_data = int(torch.as_tensor(example_batch["n_data"]).flatten()[0])
+        n_data = training_set_size(train_dataset)
         return cls(
             pooled_width(student, example_batch, cls.name),
             pooled_width(teacher, example_batch, cls.name),

@@ -18,8 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..models.outputs import ClassifierOutput
-from .base import DistillationMethod
-from .citation import Paper
+from .base import DistillationMethod, Paper
 from .registry import register_method
 
 # added to the product of the norms, as in the authors' cosine similarity
@@ -73,7 +72,12 @@ class DIST(DistillationMethod):
 
     @classmethod
     def build(
-        cls, student: nn.Module, teacher: nn.Module, config: Any, example_batch: dict[str, torch.Tensor]
+        cls,
+        student: nn.Module,
+        teacher: nn.Module,
+        config: Any,
+        example_batch: dict[str, torch.Tensor] | None,
+        train_dataset: Any = None,
     ) -> "DIST":
         """Reads ``dist_beta``, ``dist_gamma`` and ``kd_temperature``; no trainable parts."""
         return cls(beta=config.dist_beta, gamma=config.dist_gamma, temperature=config.kd_temperature)

@@ -24,9 +24,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..models.outputs import ClassifierOutput
-from .base import DistillationMethod
-from .logit_std import standardize_logits
-from .citation import Paper
+from .base import DistillationMethod, Paper
+from .components.logit_transforms import standardize_logits
 from .registry import register_method
 
 # subtracted from the target entry of z / T to leave only the non-target classes in the NCKD softmax
@@ -110,7 +109,12 @@ class DKD(DistillationMethod):
 
     @classmethod
     def build(
-        cls, student: nn.Module, teacher: nn.Module, config: Any, example_batch: dict[str, torch.Tensor]
+        cls,
+        student: nn.Module,
+        teacher: nn.Module,
+        config: Any,
+        example_batch: dict[str, torch.Tensor] | None,
+        train_dataset: Any = None,
     ) -> "DKD":
         """Reads ``dkd_alpha``, ``dkd_beta``, ``dkd_warmup_epochs``, ``kd_temperature``, ``logit_standardization``."""
         return cls(

@@ -12,10 +12,9 @@ from torch import nn
 from ..errors import IncompatibleSetupError
 from ..models.outputs import ClassifierOutput
 from ..models.spatial import align_spatial
-from .base import DistillationMethod
-from .features import require_maps
-from .features import probe_pair
-from .citation import Paper
+from .base import DistillationMethod, Paper
+from .components.feature_lists import require_maps
+from .components.probing import probe_pair
 from .registry import register_method
 
 
@@ -81,7 +80,12 @@ class FitNet(DistillationMethod):
 
     @classmethod
     def build(
-        cls, student: nn.Module, teacher: nn.Module, config: Any, example_batch: dict[str, torch.Tensor] | None
+        cls,
+        student: nn.Module,
+        teacher: nn.Module,
+        config: Any,
+        example_batch: dict[str, torch.Tensor] | None,
+        train_dataset: Any = None,
     ) -> "FitNet":
         """Check ``hint_layer`` indexes a map of both models and size the regressor from the probed shapes."""
         k = int(config.hint_layer)

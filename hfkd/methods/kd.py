@@ -12,9 +12,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from .base import DistillationMethod
-from .logit_std import standardize_logits
-from .citation import Paper
+from .base import DistillationMethod, Paper
+from .components.logit_transforms import standardize_logits
 from .registry import register_method
 
 
@@ -37,7 +36,14 @@ class KD(DistillationMethod):
         self.logit_standardization = bool(logit_standardization)
 
     @classmethod
-    def build(cls, student: nn.Module, teacher: nn.Module, config: Any, example_batch: dict[str, torch.Tensor]) -> "KD":
+    def build(
+        cls,
+        student: nn.Module,
+        teacher: nn.Module,
+        config: Any,
+        example_batch: dict[str, torch.Tensor] | None,
+        train_dataset: Any = None,
+    ) -> "KD":
         """Reads ``config.logit_standardization``; KD has no trainable parts."""
         return cls(logit_standardization=config.logit_standardization)
 

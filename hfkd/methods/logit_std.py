@@ -5,7 +5,8 @@ standardised over the classes, ``Z(z) = (z - mean(z)) / (1e-7 + std(z))`` with t
 temperature softmax of the KD term, so the student matches the teacher's logit *relations* rather than their scale.
 ``kd_temperature`` plays the role of the paper's base temperature tau. The cross-entropy stays on the raw logits.
 
-``standardize_logits`` lives here once; ``kd`` and ``dkd`` import it for ``logit_standardization: true``.
+The z-score itself is ``hfkd.methods.components.logit_transforms.standardize_logits``, which ``kd`` and ``dkd`` also
+apply with ``logit_standardization: true``.
 """
 
 from __future__ import annotations
@@ -15,20 +16,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from .base import DistillationMethod
-from .citation import Paper
+from .base import DistillationMethod, Paper
+from .components.logit_transforms import standardize_logits
 from .registry import register_method
-
-# added to the std (not inside a square root), as in the paper's code
-LOGIT_STD_EPS = 1e-7
-
-
-def standardize_logits(logits: torch.Tensor) -> torch.Tensor:
-    """Per-sample z-score over the class axis with the unbiased std, in fp32: ``(z - mean) / (1e-7 + std)``."""
-    z = logits.float()
-    mean = z.mean(dim=-1, keepdim=True)
-    std = z.std(dim=-1, keepdim=True, unbiased=True)
-    return (z - mean) / (LOGIT_STD_EPS + std)
 
 
 @register_method
@@ -54,7 +44,12 @@ class LogitStandardization(DistillationMethod):
 
     @classmethod
     def build(
-        cls, student: nn.Module, teacher: nn.Module, config: Any, example_batch: dict[str, torch.Tensor]
+        cls,
+        student: nn.Module,
+        teacher: nn.Module,
+        config: Any,
+        example_batch: dict[str, torch.Tensor] | None,
+        train_dataset: Any = None,
     ) -> "LogitStandardization":
         """No trainable parts; the method always standardises (``logit_standardization`` is implied)."""
         return cls()

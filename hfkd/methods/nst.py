@@ -7,9 +7,9 @@ the polynomial kernel ``k(a_i, b_j) = (a_i . b_j)^2`` averaged over samples and 
 
 It is one ``autograd.Function`` with its gradient written out, not a chain of autograd ops: built op by op, the
 normalisation and the three kernels leave about fifteen passes over the ``[B, C, H*W]`` vectors in the backward
-(norm, division and masking gradients, one accumulation per use of the vectors), which cost more than the kernel
-matmuls themselves. Written out, the gradient is one or two matmuls and a few passes, and values and gradients are
-the reference's to fp32 rounding (``tests/test_method_nst.py`` checks both against the op-by-op form).
+(norm, division and masking gradients, one accumulation per use of the vectors), each a full read and write of
+them. Written out, the gradient is one or two matmuls and a few passes, and values and gradients are the
+reference's to fp32 rounding (``tests/test_method_nst.py`` checks both against the op-by-op form).
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ from __future__ import annotations
 import torch
 from torch.autograd.function import once_differentiable
 
-from .citation import Paper
-from .layout import matmuls_laid_out_like, spatial_vectors
-from .pairs import StageMapPairMethod
-from .precision import full_precision
+from .base import Paper
+from .components.full_precision import full_precision
+from .components.memory_layout import matmuls_laid_out_like, spatial_vectors
+from .components.stage_map_pairs import StageMapPairMethod
 from .registry import register_method
 
 #: ``F.normalize``'s default, which the reference uses: norms below it are clamped to it.
@@ -31,13 +31,14 @@ def normalised_vectors(feature: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
     """``(vectors, scale, unclamped)``: the ``[B, C, H*W]`` fp32 spatial vectors divided by ``scale``, their L2
     norm clamped below at ``NORM_EPS`` (as ``F.normalize`` does), and where the norm was not clamped.
 
-    The vectors are a view in the map's own memory layout (``hfkd.methods.layout``): a channels-last map is never
-    transposed.
+    The vectors are a view in the map's own memory layout (``hfkd.methods.components.memory_layout``): a
+    channels-last map is never transposed.
     """
     x = spatial_vectors(feature).float()
     if x.stride(2) == 1:
         norm = torch.linalg.vector_norm(x, dim=2, keepdim=True)
-    else:  # positions strided (channels-last): vector_norm reduces them 3-10x slower on CPU than square-then-sum
+    else:  # positions strided (channels-last): vector_norm's strided reduction is slow on CPU, while squaring runs
+        # elementwise in the map's own order before a plain sum (timings in BENCHMARKS.md)
         norm = x.square().sum(dim=2, keepdim=True).sqrt()
     scale = norm.clamp_min(NORM_EPS)
     return x / scale, scale, norm >= NORM_EPS

@@ -13,10 +13,9 @@ from typing import Any
 import torch
 
 from ..models.outputs import ClassifierOutput
-from .base import DistillationMethod
-from .features import pooled_fp32
-from .precision import full_precision
-from .citation import Paper
+from .base import DistillationMethod, Paper
+from .components.feature_lists import pooled_fp32
+from .components.full_precision import full_precision
 from .registry import register_method
 
 PKT_EPS = 1e-7

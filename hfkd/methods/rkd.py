@@ -22,10 +22,9 @@ import torch
 import torch.nn.functional as F
 
 from ..models.outputs import ClassifierOutput
-from .base import DistillationMethod
-from .features import pooled_fp32
-from .precision import full_precision
-from .citation import Paper
+from .base import DistillationMethod, Paper
+from .components.feature_lists import pooled_fp32
+from .components.full_precision import full_precision
 from .registry import register_method
 
 RKD_DISTANCE_WEIGHT = 25.0

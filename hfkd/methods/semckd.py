@@ -30,10 +30,11 @@ from torch import nn
 from ..errors import IncompatibleSetupError
 from ..models.outputs import ClassifierOutput
 from ..models.spatial import align_spatial
-from .base import DistillationMethod
-from .features import example_pixels, probe_features, require_maps, stage_maps
-from .precision import full_precision
-from .citation import Paper
+from .base import DistillationMethod, Paper
+from .components.feature_lists import require_maps, stage_maps
+from .components.full_precision import full_precision
+from .components.probing import example_pixels, probe_features
+from .components.sample_similarity import sample_similarity
 from .registry import register_method
 
 
@@ -110,7 +111,12 @@ class SemCKD(DistillationMethod):
 
     @classmethod
     def build(
-        cls, student: nn.Module, teacher: nn.Module, config: Any, example_batch: dict[str, torch.Tensor]
+        cls,
+        student: nn.Module,
+        teacher: nn.Module,
+        config: Any,
+        example_batch: dict[str, torch.Tensor] | None,
+        train_dataset: Any = None,
     ) -> "SemCKD":
         """One query per student stage map, one key per teacher stage map, one regressor per (i, j) pair."""
         pixels = example_pixels(student, example_batch, cls.name)
@@ -137,8 +143,7 @@ class SemCKD(DistillationMethod):
         with full_precision(maps[0]):
             rows = []
             for embed, feature in zip(embeds, maps):
-                flat = feature.float().flatten(1)
-                rows.append(embed(F.pad(flat @ flat.t(), (0, pad))))
+                rows.append(embed(F.pad(sample_similarity(feature), (0, pad))))
             return torch.stack(rows, dim=1)
 
     def forward(

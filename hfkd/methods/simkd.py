@@ -25,11 +25,11 @@ from ..errors import IncompatibleSetupError
 from ..models.outputs import ClassifierOutput
 from ..models.simkd_head import SimKDHead
 from ..models.spatial import align_spatial
-from .base import DistillationMethod
-from .features import example_pixels, last_map, probe, probe_features, require_maps
-from .citation import Paper
+from .base import DistillationMethod, Paper
+from .components.feature_lists import last_map, require_maps
+from .components.probing import example_pixels, probe, probe_features
+from .components.teacher_head import frozen_teacher_linear
 from .registry import register_method
-from .teacher_head import frozen_teacher_linear
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +60,12 @@ class SimKD(DistillationMethod):
 
     @classmethod
     def build(
-        cls, student: nn.Module, teacher: nn.Module, config: Any, example_batch: dict[str, torch.Tensor]
+        cls,
+        student: nn.Module,
+        teacher: nn.Module,
+        config: Any,
+        example_batch: dict[str, torch.Tensor] | None,
+        train_dataset: Any = None,
     ) -> "SimKD":
         """Size the projector from ``feats[-2]`` of both models and copy the teacher's classifier (frozen)."""
         pixels = example_pixels(student, example_batch, cls.name)

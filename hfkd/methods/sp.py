@@ -10,19 +10,19 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..models.outputs import ClassifierOutput
-from .base import DistillationMethod
-from .features import last_map, require_maps
-from .features import probe_pair
-from .precision import full_precision
-from .citation import Paper
+from .base import DistillationMethod, Paper
+from .components.feature_lists import last_map, require_maps
+from .components.full_precision import full_precision
+from .components.probing import probe_pair
+from .components.sample_similarity import sample_similarity
 from .registry import register_method
 
 
 def similarity_matrix(feature: torch.Tensor) -> torch.Tensor:
     """Batch Gram matrix ``F F^T`` of the flattened map (``[B, B]``, fp32), each row L2-normalised."""
-    flat = feature.float().flatten(1)
-    with full_precision(flat):
-        return F.normalize(flat @ flat.t(), dim=1)
+    gram = sample_similarity(feature)
+    with full_precision(gram):
+        return F.normalize(gram, dim=1)
 
 
 def similarity_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
@@ -51,7 +51,12 @@ class SP(DistillationMethod):
 
     @classmethod
     def build(
-        cls, student: nn.Module, teacher: nn.Module, config: Any, example_batch: dict[str, torch.Tensor] | None
+        cls,
+        student: nn.Module,
+        teacher: nn.Module,
+        config: Any,
+        example_batch: dict[str, torch.Tensor] | None,
+        train_dataset: Any = None,
     ) -> "SP":
         """Check that both models' last stage maps are ``[C, H, W]`` maps; nothing is sized."""
         s_shapes, t_shapes = probe_pair(student, teacher, example_batch, cls.name)

@@ -16,8 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import RecipeError
-from .base import DistillationMethod
-from .citation import Paper
+from .base import DistillationMethod, Paper
 from .registry import register_method
 
 # inside the square root, with the biased (1/C) variance, as torch's LayerNorm does
@@ -58,7 +57,12 @@ class SphericalKD(DistillationMethod):
 
     @classmethod
     def build(
-        cls, student: nn.Module, teacher: nn.Module, config: Any, example_batch: dict[str, torch.Tensor]
+        cls,
+        student: nn.Module,
+        teacher: nn.Module,
+        config: Any,
+        example_batch: dict[str, torch.Tensor] | None,
+        train_dataset: Any = None,
     ) -> "SphericalKD":
         """Reads ``config.spherical_multiplier``; no trainable parts."""
         multiplier = float(config.spherical_multiplier)

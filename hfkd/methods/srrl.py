@@ -16,11 +16,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..models.outputs import ClassifierOutput
-from .base import DistillationMethod
-from .features import example_pixels, pooled, probe, probe_features
-from .citation import Paper
+from .base import DistillationMethod, Paper
+from .components.feature_lists import pooled
+from .components.probing import example_pixels, probe, probe_features
+from .components.teacher_head import frozen_teacher_linear
 from .registry import register_method
-from .teacher_head import frozen_teacher_linear
 
 
 @register_method
@@ -54,7 +54,12 @@ class SRRL(DistillationMethod):
 
     @classmethod
     def build(
-        cls, student: nn.Module, teacher: nn.Module, config: Any, example_batch: dict[str, torch.Tensor]
+        cls,
+        student: nn.Module,
+        teacher: nn.Module,
+        config: Any,
+        example_batch: dict[str, torch.Tensor] | None,
+        train_dataset: Any = None,
     ) -> "SRRL":
         """Size ``transfer`` from the pooled widths and take a frozen copy of the teacher's classifier."""
         pixels = example_pixels(student, example_batch, cls.name)

@@ -11,9 +11,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..models.outputs import ClassifierOutput
-from .base import DistillationMethod
-from .pairs import aligned_stage_pairs, stage_map_shape_pairs
-from .citation import Paper
+from .base import DistillationMethod, Paper
+from .components.stage_map_pairs import aligned_stage_pairs, stage_map_shape_pairs
 from .registry import register_method
 
 
@@ -85,7 +84,12 @@ class VID(DistillationMethod):
 
     @classmethod
     def build(
-        cls, student: nn.Module, teacher: nn.Module, config: Any, example_batch: dict[str, torch.Tensor] | None
+        cls,
+        student: nn.Module,
+        teacher: nn.Module,
+        config: Any,
+        example_batch: dict[str, torch.Tensor] | None,
+        train_dataset: Any = None,
     ) -> "VID":
         """Size one regressor per pair from the probed channel counts of the example batch."""
         shapes = stage_map_shape_pairs(student, teacher, example_batch, cls.name)

@@ -12,11 +12,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import IncompatibleSetupError
-from ..models.outputs import ClassifierOutput
-from ..models.spatial import align_spatial
-from .base import DistillationMethod
-from .features import probe_pair, require_maps, stage_maps
+from ...errors import IncompatibleSetupError
+from ...models.outputs import ClassifierOutput
+from ...models.spatial import align_spatial
+from ..base import DistillationMethod
+from .feature_lists import require_maps, stage_maps
+from .probing import probe_pair
 
 
 def stage_map_shape_pairs(
@@ -45,8 +46,9 @@ def aligned_stage_pairs(
     """Zip the stage maps ``feats[1:-1]`` by position and pool the larger map of each pair to the smaller's size.
 
     A map that is pooled is upcast to fp32 first, so its pooled values are exact; the others keep their dtype and
-    memory layout, and each loss computes in fp32 from them (upcasting every map here would copy all of them to
-    fp32 and back under bf16 autocast, the largest cost of AT and NST with the speed settings).
+    memory layout, and each loss computes in fp32 from what it reads. Upcasting every map here instead would copy
+    each bf16 map to a full fp32 map (and its gradient back) under autocast, although the losses only need fp32
+    accumulation.
     """
     pairs = []
     for s, t in zip(stage_maps(student_feats), stage_maps(teacher_feats)):
@@ -72,7 +74,12 @@ class StageMapPairMethod(DistillationMethod):
 
     @classmethod
     def build(
-        cls, student: nn.Module, teacher: nn.Module, config: Any, example_batch: dict[str, torch.Tensor] | None
+        cls,
+        student: nn.Module,
+        teacher: nn.Module,
+        config: Any,
+        example_batch: dict[str, torch.Tensor] | None,
+        train_dataset: Any = None,
     ) -> "StageMapPairMethod":
         """Check that both models give stage maps to pair; nothing is sized."""
         stage_map_shape_pairs(student, teacher, example_batch, cls.name)

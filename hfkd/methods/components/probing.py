@@ -1,41 +1,22 @@
-"""Which features a method reads (spec section 1.2), and probing models with the example batch (spec 1.4 step 2)."""
+"""Probing the models with the example batch (spec 1.4 step 2): the feature shapes that size a method's modules."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
-from ..errors import IncompatibleSetupError, RecipeError
-from ..models.outputs import ClassifierOutput
-
-
-def stage_maps(feats: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-    """``feats[1:-1]``: every stage map, without the stem and the pooled vector (AT, VID, SemCKD, NST)."""
-    return list(feats[1:-1])
-
-
-def last_map(feats: Sequence[torch.Tensor]) -> torch.Tensor:
-    """``feats[-2]``: the last stage map before pooling (SP, SimKD)."""
-    return feats[-2]
-
-
-def pooled(feats: Sequence[torch.Tensor]) -> torch.Tensor:
-    """``feats[-1]``: the pooled vector the classifier consumes (CRD, SRRL, CC, RKD, PKT)."""
-    return feats[-1]
-
-
-def pooled_fp32(output: ClassifierOutput) -> torch.Tensor:
-    """The pooled vector flattened to ``[B, C]`` in fp32, the input of the pooled-feature losses."""
-    return pooled(output.feats).float().flatten(1)
+from ...errors import RecipeError
+from ...models.outputs import ClassifierOutput
+from .feature_lists import pooled
 
 
 def example_pixels(student: nn.Module, example_batch: dict[str, Any] | None, method: str) -> torch.Tensor:
     """The images that size a method's modules: the example training batch, else zeros at the student's input size.
 
-    The fallback keeps an evaluation-only trainer (no training set, hence no example batch) buildable.
+    The fallback keeps an evaluation-only trainer (no training set, hence no example batch) buildable. Raises
+    ``RecipeError`` when there is no batch and the student declares no input size either.
     """
     if example_batch is not None and example_batch.get("pixel_values") is not None:
         return example_batch["pixel_values"]
@@ -81,18 +62,4 @@ def probe_pair(
 
 def pooled_width(model: nn.Module, example_batch: dict[str, Any] | None, method: str) -> int:
     """Length of ``model``'s pooled vector."""
-    return probe_features(model, example_pixels(model, example_batch, method))[-1].numel()
-
-
-def _has_spatial(shape: torch.Size) -> bool:
-    return len(shape) == 3
-
-
-def require_maps(shapes: Sequence[torch.Size], who: str, method: str, what: str) -> None:
-    """One-sentence error when a method needs 4-D feature maps and the model gives something else (tokens)."""
-    bad = [tuple(s) for s in shapes if not _has_spatial(s)]
-    if bad:
-        raise IncompatibleSetupError(
-            f"{method} needs {what} of the {who} to be feature maps [C, H, W], but they have shapes {bad}; "
-            f"use a convolutional {who} or a method that reads pooled features or logits (kd, crd, rkd, pkt, dist)"
-        )
+    return pooled(probe_features(model, example_pixels(model, example_batch, method))).numel()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .precision import full_precision
+from .full_precision import full_precision
 
 
 class LinearEmbed(nn.Module):

@@ -13,8 +13,8 @@ import copy
 import torch
 from torch import nn
 
-from ..errors import IncompatibleSetupError
-from ..models.outputs import ClassifierOutput
+from ...errors import IncompatibleSetupError
+from ...models.outputs import ClassifierOutput
 
 
 def frozen_teacher_linear(teacher: nn.Module, teacher_out: ClassifierOutput, method: str) -> nn.Linear:
