@@ -17,7 +17,7 @@ import torch
 from hfkd import launch
 from hfkd.config import DistillationConfig
 from hfkd.distillation_model import DistillationModel, LossWeights
-from hfkd.errors import RecipeError, NonFiniteLossError
+from hfkd.errors import NonFiniteLossError, RecipeError
 from hfkd.methods import METHODS, DistillationMethod, build_method
 from hfkd.models import create_model
 from hfkd.trainer import DistillationTrainer, example_batch
@@ -127,8 +127,7 @@ SCRIPT = textwrap.dedent('''
     import json, os, signal, sys
     import torch
     from transformers import TrainerCallback
-    from hfkd import launch
-from hfkd.config import DistillationConfig
+    from hfkd.config import DistillationConfig
     from hfkd.models import create_model
     from hfkd.trainer import DistillationTrainer
     from tests.conftest import learnable_datasets
