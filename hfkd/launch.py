@@ -14,6 +14,7 @@ its resolved ``recipe.yaml``, so the recipe re-runs unchanged on another machine
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import platform
@@ -172,3 +173,15 @@ def set_cpu_threads(args) -> int | None:
     threads = args.cpu_threads or max(1, len(os.sched_getaffinity(0)) // local_processes)
     torch.set_num_threads(threads)
     return threads
+
+
+def launch_arguments(args):
+    """``args`` (a ``DistillationConfig``) with this machine's launch values applied, and the ``LaunchChoice``.
+
+    Arguments built from a recipe already carry them and come back unchanged; arguments built in Python get a new
+    object (``args`` itself is never changed). Used by the trainer for ``speed_settings: auto``.
+    """
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(args) if f.init}
+    choice = choose_launch(values)
+    changes = {key: value for key, value in choice.overrides.items() if getattr(args, key) != value}
+    return (dataclasses.replace(args, **changes) if changes else args), choice

@@ -33,6 +33,7 @@ class ModelCardContext:
     stages of the recipe) shown beside this model's results; a row with ``"is_teacher": True`` is the teacher's own
     stage, which then stands for the teacher in the results table. ``teacher_top1`` (in %) is the teacher's accuracy
     as its source records it, or as hfkd measured it before distillation (``teacher_top1_source`` says which).
+    ``hardware`` is the launch's one-line description (device, precision, memory format, why).
     """
 
     dataset_name: str | None = None
@@ -44,6 +45,7 @@ class ModelCardContext:
     teacher_top1_source: str | None = None
     recipe: dict[str, Any] | None = None
     baselines: list[dict[str, Any]] = field(default_factory=list)
+    hardware: str | None = None
 
 
 def hub_id(name: str | None) -> str | None:
@@ -209,6 +211,7 @@ def render_model_card(context: ModelCardContext, model: ModelDescription) -> str
         eval_split=context.eval_split,
         num_classes=model.num_classes,
         schedule=model.schedule,
+        hardware=context.hardware,
         results_table=results_rows(context, f"this model ({method})", results),
         curves_image=model.curves_image,
         usage=usage_example(model.repo, model.native_transformers),

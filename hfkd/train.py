@@ -81,6 +81,7 @@ def card_context(run: RunSpec, splits, teacher: nn.Module | None, earlier: list[
         teacher_top1_source=source,
         recipe=recipe,
         baselines=baselines,
+        hardware=run.launch.describe(run.values),
     )
 
 
@@ -125,6 +126,7 @@ def run_stage(run: RunSpec, earlier: list[dict] | None = None) -> dict:
         "method": args.method,
         **summarize_evaluations(trainer.state.log_history),
         "output_dir": args.output_dir,
+        "launch": run.launch.record(run.values),
     }
     if trainer.is_world_process_zero():
         (Path(args.output_dir) / "results.json").write_text(json.dumps(row, indent=2))

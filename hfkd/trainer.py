@@ -26,6 +26,7 @@ from .data.collate import collate_image_batch, example_batch
 from .distillation_model import DistillationModel, LossWeights, resolve_loss_weights
 from .export import distillation_record, export_student
 from .hub import push_training_snapshot, repo_creation_error
+from .launch import launch_arguments
 from .methods import METHODS
 from .metrics import TopkAccuracyMetrics, ranked_predictions
 from .model_card import CURVES_IMAGE, ModelCardContext, describe_trained_model, plot_training_curves, write_model_card
@@ -60,7 +61,8 @@ class DistillationTrainer(Trainer):
     Checkpoints hold the student and the method's trainable modules and state, so a resumed run continues exactly;
     ``save_model()`` writes the clean export (a ``from_pretrained``-loadable student) instead.
 
-    ``loss_weights`` are resolved from ``args`` and the method's defaults when not given; ``args`` is never changed.
+    ``loss_weights`` are resolved from ``args`` and the method's defaults when not given; ``args`` is never changed
+    (``speed_settings: auto`` trains with a copy that has this machine's speed settings, ``hfkd.launch``).
     ``class_names`` (the dataset's labels) name the export's classes and are checked against the models' class
     counts. Raises ``RecipeError`` / ``IncompatibleSetupError`` (one sentence) for a set-up that cannot train.
     """
@@ -82,6 +84,9 @@ class DistillationTrainer(Trainer):
         **kwargs: Any,
     ) -> None:
         args = args if args is not None else DistillationConfig(output_dir="outputs/run")
+        if args.speed_settings == "auto":  # recipe runs arrive with it applied; Python-built arguments get it here
+            args, choice = launch_arguments(args)
+            logger.info("hfkd: %s", choice.describe(vars(args)))
         data_collator = data_collator or collate_image_batch
         self.card_context = card_context or ModelCardContext()
         student = model.student if isinstance(model, DistillationModel) else model

@@ -256,7 +256,8 @@ def assert_term_goes_down(trainer, logs, name: str, beta: float | None = None, c
     """The method's term is logged and falls from the first to the last log; unset weights took the defaults."""
     cls, div, default_beta = default_weights(name)
     expected_beta = default_beta if beta is None else beta
-    assert (trainer.args.cls, trainer.args.div, trainer.args.beta) == (cls, div, expected_beta)
+    weights = trainer.accelerator.unwrap_model(trainer.model).weights  # resolved once; the arguments stay as given
+    assert (weights.cls, weights.div, weights.beta) == (cls, div, expected_beta)
     assert_falls(logs, f"loss_{name}", count)
 
 

@@ -56,5 +56,5 @@ def test_build_sizes_both_embeddings_and_gradients_reach_them():
 
 def test_cc_trains_end_to_end(tmp_path):
     trainer = tiny_trainer(tmp_path, "cc")
-    assert (trainer.args.cls, trainer.args.div, trainer.args.beta) == (1, 1, 0.02)
+    assert (trainer.model.weights.cls, trainer.model.weights.div, trainer.model.weights.beta) == (1, 1, 0.02)
     assert_term_goes_down(trainer, logs_after_training(trainer, "cc"), "cc", count=2)

@@ -192,7 +192,7 @@ def test_crd_trains_end_to_end_with_adapted_nce_k(tmp_path, learnable_data, capl
     with caplog.at_level(logging.WARNING, logger="hfkd.data.contrast"):
         trainer = tiny_trainer(tmp_path, "crd", teacher=teacher, train_dataset=learnable_data[0], num_train_epochs=3)
     assert [r.getMessage() for r in caplog.records if "nce_k=192" in r.getMessage()]
-    assert trainer.train_dataset.nce_k == 192 and (trainer.args.cls, trainer.args.div, trainer.args.beta) == (1, 1, 0.8)
+    assert trainer.train_dataset.nce_k == 192 and (trainer.model.weights.cls, trainer.model.weights.div, trainer.model.weights.beta) == (1, 1, 0.8)
     trainer.train()
     crd = [h["loss_crd"] for h in trainer.state.log_history if "loss_crd" in h]
     assert len(crd) == 3 and all(math.isfinite(v) for v in crd)

@@ -70,5 +70,5 @@ def test_gradients_reach_the_student_only():
 
 def test_pkt_trains_end_to_end(tmp_path):
     trainer = tiny_trainer(tmp_path, "pkt")
-    assert trainer.args.beta == 30000 and trainer.args.cls == 1 and trainer.args.div == 1
+    assert trainer.model.weights.beta == 30000 and trainer.model.weights.cls == 1 and trainer.model.weights.div == 1
     assert_term_goes_down(trainer, logs_after_training(trainer, "pkt"), "pkt", count=2)

@@ -86,5 +86,5 @@ def test_gradients_reach_the_student_only():
 
 def test_rkd_trains_end_to_end(tmp_path):
     trainer = tiny_trainer(tmp_path, "rkd")
-    assert (trainer.args.cls, trainer.args.div, trainer.args.beta) == (1, 1, 1)
+    assert (trainer.model.weights.cls, trainer.model.weights.div, trainer.model.weights.beta) == (1, 1, 1)
     assert_term_goes_down(trainer, logs_after_training(trainer, "rkd"), "rkd", count=2)

@@ -174,7 +174,7 @@ def test_training_run_with_partial_last_batch_lowers_loss(tmp_path):
     torch.manual_seed(0)
     teacher = create_model("resnet8", num_classes=4).eval()  # built before the student (init_seed=None below)
     trainer = tiny_trainer(tmp_path, "semckd", teacher=teacher, train_dataset=train, init_seed=None)
-    assert (trainer.args.cls, trainer.args.div, trainer.args.beta) == (1.0, 1.0, 400.0)
+    assert (trainer.model.weights.cls, trainer.model.weights.div, trainer.model.weights.beta) == (1.0, 1.0, 400.0)
     logs = logs_after_training(trainer, "semckd")
     assert trainer.state.global_step == 8  # the partial batch was trained, not dropped
     assert_falls(logs, "loss_semckd", count=2)

@@ -222,7 +222,7 @@ def test_end_to_end_export_reproduces_accuracy_without_teacher(tmp_path):
     trainer = tiny_trainer(tmp_path, "simkd", teacher=teacher, train_dataset=train, eval_dataset=evaluation,
                            init_seed=1, num_train_epochs=4)
     student = trainer.model.student
-    assert (trainer.args.cls, trainer.args.div, trainer.args.beta) == (0.0, 0.0, 1.0)
+    assert (trainer.model.weights.cls, trainer.model.weights.div, trainer.model.weights.beta) == (0.0, 0.0, 1.0)
     logs = logs_after_training(trainer, "simkd")
     assert teacher_calls  # the teacher runs in training steps
     assert_falls(logs, "loss_simkd", count=4)

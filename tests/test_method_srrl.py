@@ -114,7 +114,7 @@ def test_training_run_lowers_srrl_terms(tmp_path):
     teacher = create_model("resnet8x4", num_classes=4).eval()  # built before the student (init_seed=None below)
     trainer = tiny_trainer(tmp_path, "srrl", teacher=teacher, train_dataset=train, init_seed=None,
                            lr_scheduler_type="constant", num_train_epochs=3)
-    assert (trainer.args.cls, trainer.args.div, trainer.args.beta) == (1.0, 1.0, 1.0)
+    assert (trainer.model.weights.cls, trainer.model.weights.div, trainer.model.weights.beta) == (1.0, 1.0, 1.0)
     logs = logs_after_training(trainer, "srrl_feature")
     for key in ("loss", "loss_srrl_feature", "loss_srrl_logit"):
         assert_falls(logs, key, count=3)
