@@ -43,6 +43,40 @@ def train_table(report: dict, flops: dict | None) -> str:
     return "\n".join(rows)
 
 
+def settings_table(report: dict, settings: list[str]) -> str:
+    """img/s of every method in each setting, and each setting's speed-up over fp32 (NCHW) for that method."""
+    train = report["train"]
+    header = ["method", *(f"{s} img/s" for s in settings), *(f"{s} / fp32" for s in settings if s != "fp32"),
+              "peak RSS (MB)"]
+    rows = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for method in sorted({key.split("/")[0] for key in train}):
+        results = [train.get(f"{method}/{s}", {}) for s in settings]
+        cells = [method] + [f"{r['img_per_s']:.1f}" if "img_per_s" in r else r.get("error", "–") for r in results]
+        base = train.get(f"{method}/fp32", {}).get("img_per_s")
+        for setting, result in zip(settings, results):
+            if setting != "fp32":
+                cells.append(f"{result['img_per_s'] / base:.2f}×" if base and "img_per_s" in result else "–")
+        cells.append(" / ".join(f"{r['peak_rss_mb']:.0f}" for r in results if "peak_rss_mb" in r) or "–")
+        rows.append("| " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+def reference_table(report: dict) -> str:
+    """The Trainer in a setting against the reference code's bare fp32 NCHW loop, alternating windows."""
+    rows = ["| method | setting (resolved) | Trainer step (ms) | reference loop step (ms) | speed-up |",
+            "|---|---|---|---|---|"]
+    for key, result in report.get("reference", {}).items():
+        method, setting = key.split("/")
+        if "speedup_vs_reference" not in result:
+            rows.append(f"| {method} | {setting} | {result.get('error', '–')} | | |")
+            continue
+        chosen = result.get("resolved", {})
+        what = ("bf16" if chosen.get("bf16") else "fp32") + (" + channels_last" if chosen.get("channels_last") else "")
+        rows.append(f"| {method} | {setting} ({what}) | {1e3 * result['trainer_step_s']:.0f} | "
+                    f"{1e3 * result['reference_step_s']:.0f} | {result['speedup_vs_reference']:.2f}× |")
+    return "\n".join(rows)
+
+
 def overhead_table(report: dict) -> str:
     rows = ["| method | setting | Trainer step (ms) | bare loop step (ms) | Trainer overhead |", "|---|---|---|---|---|"]
     for key, result in sorted(report.get("overhead", {}).items()):
@@ -102,7 +136,8 @@ def gpu_table(reports: list[dict], flops: dict | None) -> str:
     rows = ["| method | setting | batch | img/s | step (ms) | peak GPU memory (MB) | MFU vs 989.5 TFLOP/s | "
             "MFU vs measured matmul |", "|---|---|---|---|---|---|---|---|"]
     for report in reports:
-        measured = report["matmul_gflops_before"]["bf16"] / 1e3  # TFLOP/s
+        rates = report["matmul_gflops_before"]
+        measured = (rates.get("bf16") or rates["fp32"]) / 1e3  # TFLOP/s
         for key, result in report.get("train", {}).items():
             method, setting = key.split("/")
             if "img_per_s" not in result:
@@ -125,6 +160,8 @@ def main() -> None:
                         help="only a table of the 'relative' results of these JSON files, one column each")
     parser.add_argument("--gpu", nargs="+", default=None,
                         help="only a table of the GPU training runs in these JSON files, with model FLOP utilisation")
+    parser.add_argument("--settings", nargs="+", default=None,
+                        help="only the per-setting table of --train (e.g. fp32 fp32_cl auto) and its reference runs")
     args = parser.parse_args()
     flops = json.loads(Path(args.flops).read_text()) if Path(args.flops).is_file() else None
     if args.gpu:
@@ -147,6 +184,15 @@ def main() -> None:
         print("\n" + relative_table(reports))
         return
     report = json.loads(Path(args.train).read_text())
+    if args.settings:
+        print(f"{report['machine']}, {report.get('cpu')}, torch {report['torch']}, {report['date']}; 2048² matmul "
+              f"GFLOP/s before {report.get('matmul_gflops_before')}, after {report.get('matmul_gflops_after')}\n")
+        print(settings_table(report, args.settings), "\n")
+        if report.get("overhead"):
+            print(overhead_table(report), "\n")
+        if report.get("reference"):
+            print(reference_table(report))
+        return
     print(f"machine: {report['machine']}, torch {report['torch']}, {report['date']}; 2048² matmul GFLOP/s before "
           f"{report.get('matmul_gflops_before')}, after {report.get('matmul_gflops_after')}\n")
     print(train_table(report, flops), "\n")

@@ -48,10 +48,16 @@ IMAGE_SIZE = 8 if TINY else 32
 # a GPU step (or a tiny model's) is ~100x shorter: longer windows, more warm-up (cuDNN autotuning, compilation)
 WARMUP_STEPS, WINDOWS, STEPS_PER_WINDOW = (10, 5, 20) if DEVICE == "cuda" or TINY else (4, 5, 3)
 FAST = {"bf16": True, "channels_last": True}
-SETTINGS = {"fp32": {}, "fast": FAST}
+# fp32: the reference code's loop (fp32, NCHW); auto: what speed_settings: auto picks on this machine (hfkd.launch)
+SETTINGS = {"fp32": {}, "fp32_cl": {"channels_last": True}, "fast": FAST, "auto": {"speed_settings": "auto"},
+            # inductor (torch.compile) on top of fp32 + channels_last: what the CPU offers beyond the memory format
+            "fp32_cl_compiled": {"channels_last": True, "torch_compile": True}}
 if DEVICE == "cuda":
     SETTINGS.update({"fp16": {"fp16": True, "channels_last": True}, "compiled": {**FAST, "torch_compile": True},
                      "device_aug": {**FAST, "augment_on_device": True},
+                     # CUDA graphs: inductor's reduce-overhead mode replays the captured step, data augmented on the GPU
+                     "graphs": {**FAST, "torch_compile": True, "torch_compile_mode": "reduce-overhead",
+                                "augment_on_device": True},
                      "workers": {**FAST, "dataloader_num_workers": 4}})
 DATA_SETTINGS = ("augment_on_device",)  # keys that shape the dataset, not the DistillationConfig
 
@@ -61,11 +67,19 @@ def synchronize() -> None:
         torch.cuda.synchronize()
 
 
+def resolved(setting: str) -> dict:
+    """The setting's keys with ``speed_settings: auto`` resolved for this machine, as a recipe run resolves them."""
+    from hfkd.launch import choose_launch
+
+    values = dict(SETTINGS[setting])
+    return {**values, **choose_launch(values).overrides}
+
+
 def autocast(setting: str):
     """The bare loops' precision: what the Trainer's bf16 autocast does (they do not run fp16, which needs scaling)."""
-    if "fp16" in SETTINGS[setting]:
+    if resolved(setting).get("fp16"):
         raise ValueError("the bare-loop benchmarks run fp32 and bf16 settings only")
-    return torch.autocast(DEVICE, dtype=torch.bfloat16, enabled=bool(SETTINGS[setting].get("bf16")))
+    return torch.autocast(DEVICE, dtype=torch.bfloat16, enabled=bool(resolved(setting).get("bf16")))
 
 
 def random_data(n: int, setting: str = "fp32", num_classes: int = 100):
@@ -163,7 +177,6 @@ def child_train(method: str, setting: str, output: str) -> dict:
     timer = WindowTimer()
     trainer = DistillationTrainer(model=student, teacher=teacher, args=config(method, setting, output),
                                   train_dataset=train, callbacks=[timer.callback])
-    trainer.check_teacher = lambda: None  # no evaluation set in this benchmark
     trainer.train()
     step = timer.median_step()
     return {"img_per_s": BATCH / step, "step_s": step, "batch": BATCH, **peak_memory()}
@@ -172,7 +185,7 @@ def child_train(method: str, setting: str, output: str) -> dict:
 def bare_window(model, teacher, optimizer, dataset, indices: list[list[int]], setting: str) -> float:
     """Mean step time of a bare PyTorch loop over these batches: fetch, move to the device (and augment there for an
     on-device dataset), teacher forward under no_grad, forward, backward, SGD step, zero_grad."""
-    channels_last = bool(SETTINGS[setting].get("channels_last"))
+    channels_last = bool(resolved(setting).get("channels_last"))
     synchronize()
     begin = time.perf_counter()
     for batch_indices in indices:
@@ -225,10 +238,42 @@ def child_overhead(method: str, setting: str, output: str) -> dict:
     bare_window(model, teacher, optimizer, train, batches(order, 0, WARMUP_STEPS), setting)  # warm the bare path
     timer = WindowTimer(between=interleave)
     trainer.add_callback(timer.callback)
-    trainer.check_teacher = lambda: None
     trainer.train()
     trainer_step, bare_step = timer.median_step(), statistics.median(bare)
     return {"trainer_step_s": trainer_step, "bare_step_s": bare_step, "overhead": trainer_step / bare_step - 1}
+
+
+def child_reference(method: str, setting: str, output: str) -> dict:
+    """The Trainer in ``setting`` against the reference code's loop (a bare fp32 NCHW loop), in alternating windows
+    of one process: the same method, architectures and batches, each side with its own copy of the models."""
+    from hfkd.trainer import DistillationTrainer
+
+    train, _ = random_data(N_TRAIN, setting)
+    student, teacher = models()
+    reference = DistillationTrainer(model=student, teacher=teacher, args=config(method, "fp32", output),
+                                    train_dataset=random_data(N_TRAIN, "fp32")[0])
+    ref_model, ref_teacher = reference.model.train(), reference.teacher
+    ref_optimizer, ref_data = reference.create_optimizer(), reference.train_dataset
+    student, teacher = models()
+    trainer = DistillationTrainer(model=student, teacher=teacher, args=config(method, setting, output, max_steps=10_000),
+                                  train_dataset=train)
+    order = torch.randperm(N_TRAIN, generator=torch.Generator().manual_seed(1))
+    bare: list[float] = []
+
+    def interleave(state, control) -> None:  # a reference window between the Trainer's windows
+        if state.global_step > WARMUP_STEPS:
+            bare.append(bare_window(ref_model, ref_teacher, ref_optimizer, ref_data,
+                                    batches(order, state.global_step, STEPS_PER_WINDOW), "fp32"))
+        if len(bare) >= WINDOWS:
+            control.should_training_stop = True
+
+    bare_window(ref_model, ref_teacher, ref_optimizer, ref_data, batches(order, 0, WARMUP_STEPS), "fp32")
+    timer = WindowTimer(between=interleave)
+    trainer.add_callback(timer.callback)
+    trainer.train()
+    trainer_step, reference_step = timer.median_step(), statistics.median(bare)
+    return {"trainer_step_s": trainer_step, "reference_step_s": reference_step,
+            "speedup_vs_reference": reference_step / trainer_step, "resolved": resolved(setting)}
 
 
 def child_relative(method: str, setting: str, output: str) -> dict:
@@ -290,7 +335,7 @@ def child_eval(method: str, setting: str, output: str) -> dict:
     student, teacher = models()
     trainer = DistillationTrainer(model=student, teacher=teacher, args=config(method, setting, output),
                                   train_dataset=train, eval_dataset=evaluation)
-    channels_last = bool(SETTINGS[setting].get("channels_last"))
+    channels_last = bool(resolved(setting).get("channels_last"))
     trainer.evaluate()  # warm-up
     times = []
     for _ in range(3):
@@ -338,6 +383,27 @@ def matmul_gflops(dtype: torch.dtype, n: int | None = None, repeats: int = 10) -
     return 2 * n**3 / statistics.median(times) / 1e9
 
 
+def cpu_description() -> dict:
+    """The CPU the figures come from: model name, the flags that decide bf16 speed, and any ISA cap in force."""
+    from hfkd.launch import NATIVE_BF16_CPU_FLAGS, _cpuinfo, cpu_native_bf16
+
+    name, flags = _cpuinfo()
+    wanted = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
+    return {"model": name, "flags": [f for f in wanted if f in flags], "native_bf16": cpu_native_bf16()[0],
+            "caps": {k: os.environ[k] for k in ("ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY") if k in os.environ},
+            "bf16_flags_checked": list(NATIVE_BF16_CPU_FLAGS)}
+
+
+def matmul_rates() -> dict:
+    """fp32 and bf16 matmul GFLOP/s; bf16 only where it is native (emulated bf16 takes minutes per 2048² matmul)."""
+    from hfkd.launch import cpu_native_bf16
+
+    rates = {"fp32": matmul_gflops(torch.float32)}
+    if DEVICE == "cuda" or cpu_native_bf16()[0]:
+        rates["bf16"] = matmul_gflops(torch.bfloat16)
+    return rates
+
+
 def run_child(kind: str, method: str, setting: str) -> dict:
     import tempfile
 
@@ -357,8 +423,9 @@ def main() -> None:
     parser.add_argument("--methods", nargs="+", default=None)
     parser.add_argument("--settings", nargs="+", default=list(SETTINGS))
     parser.add_argument("--kinds", nargs="+", default=["train", "overhead", "eval"],
-                        help="train / overhead / eval, relative (each method's step time against KD's, one process) "
-                             "and flops (each method's step arithmetic against KD's)")
+                        help="train / overhead / eval, relative (each method's step time against KD's, one process), "
+                             "flops (each method's step arithmetic against KD's) and reference (the Trainer in a "
+                             "setting against the reference's bare fp32 NCHW loop, one process)")
     parser.add_argument("--relative_methods", nargs="+", default=["crd", "semckd", "simkd"],
                         help="methods the relative kind compares with KD")
     parser.add_argument("--batch", type=int, default=BATCH, help="training batch size (default 64)")
@@ -371,7 +438,7 @@ def main() -> None:
     if args.child:
         kind, method, setting, output = args.child
         kinds = {"train": child_train, "overhead": child_overhead, "eval": child_eval, "relative": child_relative,
-                 "flops": child_flops}
+                 "flops": child_flops, "reference": child_reference}
         result = kinds[kind](method, setting, output)
         print("RESULT " + json.dumps(result), flush=True)
         return
@@ -386,25 +453,25 @@ def main() -> None:
         machine += f", {torch.cuda.get_device_name()}"
     report = {"machine": machine, "device": DEVICE, "torch": torch.__version__, "batch": args.batch, "models": args.models,
               "date": time.strftime("%Y-%m-%d"), "train": {}, "overhead": {}, "eval": {}, "relative": {},
-              "flops": {}}
-    report["matmul_gflops_before"] = {"fp32": matmul_gflops(torch.float32), "bf16": matmul_gflops(torch.bfloat16)}
+              "flops": {}, "reference": {}, "cpu": cpu_description()}
+    report["matmul_gflops_before"] = matmul_rates()
     print(f"matmul GFLOP/s before: {report['matmul_gflops_before']}", flush=True)
 
     def write(report: dict) -> None:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(report, indent=2))
 
-    plan = {"train": methods, "overhead": ["kd", "simkd"], "eval": ["simkd"],
+    plan = {"train": methods, "overhead": ["kd", "simkd"], "eval": ["simkd"], "reference": ["kd", "simkd"],
             "relative": [m for m in args.relative_methods if m != "kd"], "flops": [m for m in methods if m != "kd"]}
     for setting in args.settings:
         for kind in args.kinds:
-            if kind not in ("train", "flops") and setting not in ("fp32", "fast"):
-                continue  # the bare loops and the relative windows compare the two main settings
+            if kind == "reference" and setting == "fp32":
+                continue  # the reference loop against itself
             for method in plan[kind]:
                 report[kind][f"{method}/{setting}"] = result = run_child(kind, method, setting)
                 print(f"{kind:8s} {method:10s} {setting:5s} {json.dumps(result)}", flush=True)
                 write(report)  # after every result: a run stopped part-way keeps what it measured
-    report["matmul_gflops_after"] = {"fp32": matmul_gflops(torch.float32), "bf16": matmul_gflops(torch.bfloat16)}
+    report["matmul_gflops_after"] = matmul_rates()
     print(f"matmul GFLOP/s after: {report['matmul_gflops_after']}", flush=True)
     write(report)
 

@@ -24,12 +24,15 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class LossWeights:
-    """The seed's names: ``cls`` (cross-entropy), ``div`` (KD term), ``beta`` (method loss)."""
+    """The seed's names: ``cls`` (cross-entropy), ``div`` (KD term), ``beta`` (method loss); ``kd_temperature`` is the
+    KD term's T, ``label_smoothing`` the epsilon of the ``cls`` term's targets (transformers' ``label_smoothing_factor``:
+    ``(1 - eps) * CE + eps * mean over classes of -log p``; the ``div`` and ``beta`` terms are not affected)."""
 
     cls: float = 1.0
     div: float = 1.0
     beta: float = 0.0
     kd_temperature: float = 4.0
+    label_smoothing: float = 0.0
 
 
 def resolve_loss_weights(args) -> LossWeights:
@@ -44,7 +47,8 @@ def resolve_loss_weights(args) -> LossWeights:
                       for value, default in zip((args.cls, args.div, args.beta), defaults))
     if not (cls > 0 or (method is not None and (div > 0 or beta > 0))):
         raise RecipeError("cls, div and beta give every loss term a weight of 0, so nothing would be trained")
-    return LossWeights(cls=cls, div=div, beta=beta, kd_temperature=args.kd_temperature)
+    return LossWeights(cls=cls, div=div, beta=beta, kd_temperature=args.kd_temperature,
+                       label_smoothing=args.label_smoothing_factor)
 
 
 class DistillationModel(nn.Module):
@@ -57,6 +61,9 @@ class DistillationModel(nn.Module):
 
     # the Trainer must not pass num_items_in_batch: every term here is a per-batch mean
     accepts_loss_kwargs = False
+    # the Trainer reads ``model.config`` when label_smoothing_factor is set (to rule out multi-label problems); this
+    # model has no transformers config, and applies label smoothing itself, to the cls term (LossWeights)
+    config = None
 
     def __init__(self, student: nn.Module, method: DistillationMethod | None, weights: LossWeights) -> None:
         super().__init__()
@@ -89,7 +96,7 @@ class DistillationModel(nn.Module):
         loss = student_out.logits.new_zeros((), dtype=torch.float32)
         if w.cls:
             ce_logits = method.ce_logits(student_out.logits) if method is not None else student_out.logits
-            terms["ce"] = F.cross_entropy(ce_logits.float(), labels)
+            terms["ce"] = F.cross_entropy(ce_logits.float(), labels, label_smoothing=w.label_smoothing)
             loss = loss + w.cls * terms["ce"]
         if method is not None:
             if w.div:

@@ -161,7 +161,9 @@ def main(argv: list[str] | None = None) -> int:
     """``hfkd train RECIPE [--key value ...]``: 0 on success, 2 with one sentence on stderr for a bad input."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
-        print(__doc__.strip())
+        from .recipe_help import USAGE, recipe_help
+
+        print(recipe_help(argv[1] if len(argv) > 1 else None) if argv else USAGE)
         return 0 if argv else 2
     _quiet_loading_bars()
     try:

@@ -120,3 +120,45 @@ def test_training_a_method_without_teacher_outputs_is_an_error():
     model = DistillationModel(FixedStudent(STUDENT), ConstantMethod(), LossWeights(beta=1.0)).train()
     with pytest.raises(ValueError, match="needs teacher outputs"):
         model(torch.zeros(2, 3, 4, 4), labels=torch.tensor(LABELS))
+
+
+def hand_smoothed_ce(logits, labels, eps):
+    """Label smoothing as torch and the Trainer's LabelSmoother define it: (1 - eps) * CE + eps * mean_k(-log p_k)."""
+    total = 0.0
+    for row, y in zip(logits, labels):
+        log_p = [math.log(p) for p in softmax(row)]
+        total += (1 - eps) * -log_p[y] + eps * sum(-v for v in log_p) / len(row)
+    return total / len(labels)
+
+
+def test_label_smoothing_changes_only_the_ce_term():
+    plain = run(LossWeights(cls=1.0, div=1.0, beta=2.0), ConstantMethod())
+    smoothed = run(LossWeights(cls=1.0, div=1.0, beta=2.0, label_smoothing=0.1), ConstantMethod())
+    assert smoothed["terms"]["ce"].item() == pytest.approx(hand_smoothed_ce(STUDENT, LABELS, 0.1), rel=1e-5)
+    assert smoothed["terms"]["ce"].item() != pytest.approx(plain["terms"]["ce"].item(), rel=1e-3)
+    for term in ("kd", "constant"):  # the div and beta terms see the teacher, not the smoothed labels
+        assert smoothed["terms"][term].item() == plain["terms"][term].item()
+    evaluated = DistillationModel(FixedStudent(STUDENT), None, LossWeights(label_smoothing=0.1)).eval()
+    eval_loss = evaluated(torch.zeros(2, 3, 4, 4), labels=torch.tensor(LABELS))["loss"]
+    assert eval_loss.item() == pytest.approx(hand_ce(STUDENT, LABELS), rel=1e-5)  # evaluation reports the plain CE
+
+
+def test_label_smoothing_factor_reaches_the_loss_from_the_trainer_arguments(tmp_path):
+    from hfkd.config import DistillationConfig
+    from hfkd.distillation_model import resolve_loss_weights
+
+    from hfkd.models import create_model
+    from hfkd.trainer import DistillationTrainer
+    from tests.conftest import learnable_datasets
+
+    args = DistillationConfig(output_dir=str(tmp_path), method="kd", label_smoothing_factor=0.1, num_train_epochs=1,
+                              per_device_train_batch_size=16, lr_decay_epochs=[], save_strategy="no",
+                              disable_tqdm=True)
+    assert resolve_loss_weights(args) == LossWeights(cls=1.0, div=1.0, beta=0.0, label_smoothing=0.1)
+    train, evaluation = learnable_datasets(n_train=32, n_eval=16)
+    trainer = DistillationTrainer(model=create_model("resnet8", num_classes=4),
+                                  teacher=create_model("resnet8", num_classes=4), args=args, train_dataset=train,
+                                  eval_dataset=evaluation)
+    trainer.train()  # the Trainer's own label smoother is never used: hfkd's loss applies it to the cls term only
+    logged = [entry for entry in trainer.state.log_history if "loss_ce" in entry]
+    assert logged and logged[0]["loss"] == pytest.approx(logged[0]["loss_ce"] + logged[0]["loss_kd"], rel=1e-4)

@@ -199,6 +199,13 @@ def test_setup_errors_for_heads_and_token_features():
     assert_needs_feature_maps("simkd", "student", "feature maps")
 
 
+def test_torch_compile_is_refused_in_one_sentence():
+    student, teacher = create_model("resnet8", num_classes=4), create_model("resnet8", num_classes=4)
+    with pytest.raises(IncompatibleSetupError, match="simkd does not train under torch_compile") as err:
+        make_method("simkd", student, teacher, torch_compile=True, use_cpu=True)
+    assert str(err.value).count(". ") == 0 and "set torch_compile: false" in str(err.value)
+
+
 # ---- gradients -------------------------------------------------------------------------------------------------
 
 

@@ -107,3 +107,33 @@ def test_teacher_inputs_are_renormalised_and_resized():
     attach_provenance(same, ModelProvenance(None, preprocessing=student))
     assert adapt_teacher_inputs(same, student) is same
     assert adapt_teacher_inputs(Recorder(), student).__class__ is Recorder
+
+
+def test_import_hfkd_alone_registers_the_export_classes(tmp_path):
+    """The README's promise: after `import hfkd` (nothing else), plain from_pretrained loads an hfkd export without
+    remote code. In a fresh process with no stdin, a transformers prompt about custom code would fail the load."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from hfkd.models import HfkdConfig, HfkdForImageClassification
+
+    torch.manual_seed(0)
+    export = HfkdForImageClassification(HfkdConfig(architecture="resnet8", num_labels=4)).eval()
+    export.save_pretrained(tmp_path / "export")
+    with torch.no_grad():
+        expected = export(torch.ones(1, 3, 32, 32)).logits
+    code = (
+        "import sys, torch, hfkd\n"
+        "from transformers import AutoModelForImageClassification\n"
+        f"model = AutoModelForImageClassification.from_pretrained({str(tmp_path / 'export')!r}).eval()\n"
+        "print(type(model).__module__, type(model).__name__)\n"
+        "print(model(torch.ones(1, 3, 32, 32)).logits.tolist())\n"
+    )
+    env = {**__import__("os").environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                          env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    kind, logits = done.stdout.strip().splitlines()[-2:]
+    assert kind == "hfkd.models.modeling_hfkd HfkdForImageClassification"  # hfkd's class, not the shipped copy
+    assert torch.allclose(torch.tensor(eval(logits)), expected, atol=1e-6)

@@ -138,3 +138,23 @@ def test_a_staged_teacher_is_shown_once_on_the_card(tiny_recipe, capsys):
     assert f"| {teacher['top1_last']:.2f} |" in rows[1]
     # the header names the teacher's accuracy from its export, once
     assert card.count(f"{teacher['top1_last']:.2f} % top-1, last epoch, from its hfkd export") == 1
+
+
+def test_help_lists_every_recipe_key_hfkd_first_and_filters(capsys):
+    import dataclasses
+
+    from hfkd.config import DataArguments, DistillationConfig, ModelArguments
+
+    assert main(["--help"]) == 0
+    text = capsys.readouterr().out
+    for cls in (ModelArguments, DataArguments, DistillationConfig):
+        for f in dataclasses.fields(cls):
+            if f.init:
+                assert f"  --{f.name} (" in text, f.name
+    # hfkd's own keys come before the Trainer's, and a help text with a percent sign renders
+    assert text.index("Distillation keys") < text.index("  --method (") < text.index("Trainer keys") < text.index(
+        "  --learning_rate (")
+    assert "A published top-1 (%)" in text and "default 0.05" in text
+    assert main(["--help", "temperature"]) == 0
+    filtered = capsys.readouterr().out
+    assert "  --kd_temperature (" in filtered and "  --learning_rate (" not in filtered

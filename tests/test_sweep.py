@@ -130,3 +130,25 @@ def test_a_recipe_failing_on_some_seeds_only_is_one_row(tmp_path):
     assert len(entries) == 1 and entries[0]["top1"] == {0: 50.0, 1: 54.0} and list(entries[0]["failed"]) == [2]
     rows = [line for line in results_table(entries).splitlines() if line.startswith("| e_semckd")]
     assert rows == ["| e_semckd | 52.00 ± 2.83 (2) failed (1 seed) |"]
+
+
+def test_runs_share_the_device_after_the_shared_teacher(recipes, tmp_path):
+    """--runs_per_device 2 on this CPU: the teacher (single seed) finishes first, then two runs train at once, each in
+    its own process with half the cores; the throughput record counts every image they trained."""
+    from hfkd.sweep import run_sweep, sweep_throughput
+
+    output = tmp_path / "sweep"
+    chosen = [recipes / "a_teacher.yaml", recipes / "b_student.yaml", recipes / "c_kd.yaml"]
+    records = run_sweep(chosen, [0], output, single_seed=["a_*"], runs_per_device=2)
+    assert [(r["recipe"], r["status"]) for r in records] == [
+        ("a_teacher", "finished"), ("b_student", "finished"), ("c_kd", "finished")]
+    teacher, student, kd = records
+    assert teacher["ended"] <= min(student["started"], kd["started"])  # the students read the teacher's export
+    assert student["started"] < kd["ended"] and kd["started"] < student["ended"]  # the two overlapped
+    for name in ("b_student", "c_kd"):
+        resolved = yaml.safe_load((output / name / "seed-0" / "recipe.yaml").read_text())
+        assert resolved["cpu_threads"] == 1  # 2 cores shared by 2 runs
+    throughput = sweep_throughput(records)
+    # 48 training images x 1 epoch per run, three runs
+    assert throughput["runs"] == 3 and throughput["images"] == pytest.approx(3 * 48, rel=1e-3)
+    assert throughput["aggregate_img_per_s"] == pytest.approx(throughput["images"] / throughput["wall_s"])

@@ -67,7 +67,18 @@ class SimKD(DistillationMethod):
         example_batch: dict[str, torch.Tensor] | None,
         train_dataset: Any = None,
     ) -> "SimKD":
-        """Size the projector from ``feats[-2]`` of both models and copy the teacher's classifier (frozen)."""
+        """Size the projector from ``feats[-2]`` of both models and copy the teacher's classifier (frozen).
+
+        Raises ``IncompatibleSetupError`` for a pair whose maps or head do not fit, and under ``torch_compile``: with
+        torch 2.14 the compiled SimKD loss carries no gradient (the projector would not train; found with
+        ``torch.compile`` of the DistillationModel on the CPU, cause not found), while KD, FitNet, DKD and SRRL train
+        compiled.
+        """
+        if getattr(config, "torch_compile", False):
+            raise IncompatibleSetupError(
+                "simkd does not train under torch_compile with this torch (the compiled loss has no gradient, so the "
+                "projector would not learn); set torch_compile: false"
+            )
         pixels = example_pixels(student, example_batch, cls.name)
         student_map = last_map(probe_features(student, pixels))
         teacher_out = probe(teacher, pixels)

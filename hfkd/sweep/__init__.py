@@ -19,6 +19,7 @@ from ..errors import HfkdError
 from .plots import plot_results
 from .runner import SweepRun, expand_recipes, run_sweep, seeds_for, set_aside_interrupted
 from .table import TABLE_ORDER, collect, display_order, mean_std, results_table, write_report
+from .throughput import sweep_throughput, write_throughput
 
 __all__ = [
     "TABLE_ORDER", "SweepRun", "collect", "display_order", "expand_recipes", "main", "mean_std", "plot_results",
@@ -44,6 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--accelerate_args", default="", help="arguments for accelerate launch, one string")
     parser.add_argument("--single_seed", nargs="+", default=None, metavar="PATTERN",
                         help="recipe file names (globs) run with the first seed only, e.g. a shared teacher")
+    parser.add_argument("--runs_per_device", type=int, default=1, metavar="N",
+                        help="run up to N runs at once on the device, each in its own process (on the CPU each gets "
+                             "1/N of the cores); shared teachers (--single_seed) finish first")
     parser.add_argument("--report_only", action="store_true", help="only (re)write the table and plots")
     args = parser.parse_args(argv)
     try:
@@ -51,8 +55,11 @@ def main(argv: list[str] | None = None) -> int:
         output_dir = Path(args.output_dir)
         if not args.report_only:
             records = run_sweep(recipes, args.seeds, output_dir, overrides, args.launcher,
-                                args.accelerate_args.split(), args.single_seed)
+                                args.accelerate_args.split(), args.single_seed, args.runs_per_device)
             failed = [r for r in records if r["status"] == "failed"]
+            throughput = sweep_throughput(records)
+            if throughput is not None:
+                write_throughput(output_dir, throughput, args.runs_per_device)
         else:
             failed = []
         print("\n" + write_report(recipes, args.seeds, output_dir))

@@ -5,9 +5,12 @@ from __future__ import annotations
 import fnmatch
 import glob
 import json
+import os
 import subprocess
 import sys
+import time
 import traceback
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,14 +66,18 @@ def _run_inline(run: SweepRun, overrides: list[str]) -> None:
     run_recipe(str(run.recipe), [*overrides, "--seed", str(run.seed), "--output_dir", str(run.output_dir)])
 
 
-def _run_accelerate(run: SweepRun, overrides: list[str], accelerate_args: list[str]) -> None:
-    script = Path(__file__).resolve().parents[1] / "run.py"  # hfkd/run.py, the script accelerate launches
-    command = [sys.executable, "-m", "accelerate.commands.launch", *accelerate_args, str(script), str(run.recipe),
-               *overrides, "--seed", str(run.seed), "--output_dir", str(run.output_dir)]
+def _run_process(run: SweepRun, overrides: list[str], launcher: str, accelerate_args: list[str]) -> None:
+    """The run in a process of its own: ``accelerate launch hfkd/run.py`` or ``python -m hfkd train``."""
+    arguments = [str(run.recipe), *overrides, "--seed", str(run.seed), "--output_dir", str(run.output_dir)]
+    if launcher == "accelerate":
+        script = Path(__file__).resolve().parents[1] / "run.py"  # hfkd/run.py, the script accelerate launches
+        command = [sys.executable, "-m", "accelerate.commands.launch", *accelerate_args, str(script), *arguments]
+    else:
+        command = [sys.executable, "-m", "hfkd", "train", *arguments]
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
         lines = [line for line in done.stderr.strip().splitlines() if line.strip()]
-        raise RuntimeError(lines[-1] if lines else f"accelerate launch exited with {done.returncode}")
+        raise RuntimeError(lines[-1] if lines else f"{launcher} run exited with {done.returncode}")
 
 
 def seeds_for(recipe: Path, seeds: list[int], single_seed: list[str] | None) -> list[int]:
@@ -99,40 +106,65 @@ def run_sweep(
     launcher: str = "inline",
     accelerate_args: list[str] | None = None,
     single_seed: list[str] | None = None,
+    runs_per_device: int = 1,
 ) -> list[dict[str, Any]]:
-    """Run every (recipe, seed) not finished yet; returns one record per run (finished, skipped or failed).
+    """Run every (recipe, seed) not finished yet; returns one record per run (finished, skipped or failed), with
+    its start and end time (seconds since the epoch) for the runs that ran.
 
     Every recipe is loaded with the overrides first, so a bad recipe or override raises its RecipeError before any
-    run starts; a run that fails later is recorded in its ``failed.json`` and the sweep goes on.
+    run starts; a run that fails later is recorded in its ``failed.json`` and the sweep goes on. With
+    ``runs_per_device`` N > 1, up to N runs share the device at once, each in its own process (on the CPU with an
+    N-th of the cores: ``--cpu_threads``); the ``single_seed`` recipes (shared teachers) all finish before the
+    others start, since those may read them.
     """
     overrides = overrides or []
     for recipe in recipes:
         load_recipe(recipe, overrides)
+    if runs_per_device < 1:
+        raise RecipeError(f"runs_per_device must be >= 1, got {runs_per_device}")
+    if runs_per_device > 1:
+        threads = max(1, len(os.sched_getaffinity(0)) // runs_per_device)
+        overrides = [*overrides, "--cpu_threads", str(threads)]
+    runs = [SweepRun(recipe, seed, run_folder(output_dir, recipe, seed))
+            for recipe in recipes for seed in seeds_for(recipe, seeds, single_seed)]
+
+    def execute(run: SweepRun) -> dict[str, Any]:
+        return _execute(run, overrides, launcher, accelerate_args or [], in_process=runs_per_device == 1)
+
+    if runs_per_device == 1:
+        return [execute(run) for run in runs]
+    shared = [run for run in runs if any(fnmatch.fnmatch(run.recipe.name, p) for p in single_seed or [])]
     records = []
-    for recipe in recipes:
-        for seed in seeds_for(recipe, seeds, single_seed):
-            run = SweepRun(recipe, seed, run_folder(output_dir, recipe, seed))
-            results, failed = run.output_dir / RESULTS, run.output_dir / FAILED
-            if results.is_file():
-                records.append({"recipe": run.name, "seed": seed, "status": "skipped", "dir": str(run.output_dir)})
-                continue
-            failed.unlink(missing_ok=True)
-            kept = set_aside_interrupted(run.output_dir)
-            if kept is not None:
-                print(f"hfkd sweep: {run.name} seed {seed} was interrupted earlier; its files are kept in {kept}",
-                      flush=True)
-            print(f"hfkd sweep: {run.name} seed {seed} -> {run.output_dir}", flush=True)
-            try:
-                if launcher == "accelerate":
-                    _run_accelerate(run, overrides, accelerate_args or [])
-                else:
-                    _run_inline(run, overrides)
-                status = "finished"
-            except (Exception, SystemExit) as err:  # a failed run is reported and the sweep goes on
-                message = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
-                run.output_dir.mkdir(parents=True, exist_ok=True)
-                failed.write_text(json.dumps({"error": message, "traceback": traceback.format_exc()}, indent=2))
-                print(f"hfkd sweep: {run.name} seed {seed} failed: {message}", file=sys.stderr, flush=True)
-                status = "failed"
-            records.append({"recipe": run.name, "seed": seed, "status": status, "dir": str(run.output_dir)})
+    for wave in (shared, [run for run in runs if run not in shared]):
+        with ThreadPoolExecutor(max_workers=runs_per_device) as pool:
+            records += list(pool.map(execute, wave))
     return records
+
+
+def _execute(run: SweepRun, overrides: list[str], launcher: str, accelerate_args: list[str], in_process: bool
+             ) -> dict[str, Any]:
+    """Run one (recipe, seed) unless it finished before; a failure is written to its ``failed.json``."""
+    record = {"recipe": run.name, "seed": run.seed, "dir": str(run.output_dir)}
+    results, failed = run.output_dir / RESULTS, run.output_dir / FAILED
+    if results.is_file():
+        return {**record, "status": "skipped"}
+    failed.unlink(missing_ok=True)
+    kept = set_aside_interrupted(run.output_dir)
+    if kept is not None:
+        print(f"hfkd sweep: {run.name} seed {run.seed} was interrupted earlier; its files are kept in {kept}",
+              flush=True)
+    print(f"hfkd sweep: {run.name} seed {run.seed} -> {run.output_dir}", flush=True)
+    started = time.time()
+    try:
+        if launcher == "inline" and in_process:
+            _run_inline(run, overrides)
+        else:
+            _run_process(run, overrides, launcher, accelerate_args)
+        status = "finished"
+    except (Exception, SystemExit) as err:  # a failed run is reported and the sweep goes on
+        message = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
+        run.output_dir.mkdir(parents=True, exist_ok=True)
+        failed.write_text(json.dumps({"error": message, "traceback": traceback.format_exc()}, indent=2))
+        print(f"hfkd sweep: {run.name} seed {run.seed} failed: {message}", file=sys.stderr, flush=True)
+        status = "failed"
+    return {**record, "status": status, "started": started, "ended": time.time()}
