@@ -175,11 +175,13 @@ class DistillationConfig(TrainingArguments):
             "logits of 'dkd' (Sun et al., CVPR 2024); method 'logit_std' always does."
         },
     )
-    lr_decay_epochs: list[int] | None = field(
+    lr_decay_epochs: list[float] | None = field(
         default_factory=lambda: [150, 180, 210],
         metadata={
             "help": "Epoch milestones of the reference step schedule: in epoch e (1-based) the lr is "
-            "learning_rate * lr_decay_rate ** #{m : e > m}. Empty or null uses lr_scheduler_type instead."
+            "learning_rate * lr_decay_rate ** #{m : e > m}. All below 1: fractions of num_train_epochs, so a shortened "
+            "run keeps the reference's shape ([0.625, 0.75, 0.875] are its 150/180/210 of 240). Empty or null uses "
+            "lr_scheduler_type instead."
         },
     )
     lr_decay_rate: float = field(default=0.1, metadata={"help": "Factor applied to the lr at each milestone."})
@@ -218,6 +220,10 @@ class DistillationConfig(TrainingArguments):
     )
     reference_source: str | None = field(
         default=None, metadata={"help": "Where reference_top1 comes from (paper, table, README)."}
+    )
+    license: str | None = field(
+        default=None,
+        metadata={"help": "The exported model's license as a Hub license id (e.g. apache-2.0, mit), for its card."},
     )
 
     # --- transformers defaults replaced by the reference CIFAR recipe (spec 4.1) ---
@@ -275,6 +281,14 @@ class DistillationConfig(TrainingArguments):
                 "training arguments; log in with `hf auth login` or set the HF_TOKEN environment variable"
             )
         if self.lr_decay_epochs:
-            self.lr_decay_epochs = sorted(int(m) for m in self.lr_decay_epochs)
+            milestones = sorted(float(m) for m in self.lr_decay_epochs)
+            if milestones[0] <= 0:
+                raise RecipeError(f"lr_decay_epochs must be > 0, got {milestones}")
+            if milestones[0] < 1 <= milestones[-1]:
+                raise RecipeError(
+                    f"lr_decay_epochs {milestones} mixes fractions of the run (below 1) and epochs; give all as epochs "
+                    f"or all as fractions"
+                )
+            self.lr_decay_epochs = [int(m) if m.is_integer() else m for m in milestones]
         super().__post_init__()
 

@@ -76,29 +76,38 @@ def results_rows(context: ModelCardContext, model_label: str, results: dict[str,
     return markdown_table(["model", *(title for _, title in columns)], cells)
 
 
+# (results key, model-index metric type, metric name): top-1 is the Hub's "accuracy", top-5 a type of its own so the
+# evaluation widget does not take one for the other
+CARD_METRICS = (("top1_last", "accuracy", "Top-1 accuracy (last epoch)"),
+                ("top5_last", "top_5_accuracy", "Top-5 accuracy (last epoch)"))
+
+
 def card_metadata(
-    context: ModelCardContext, model_name: str, method: str, results: dict[str, Any], native_transformers: bool
+    context: ModelCardContext, model_name: str, method: str, results: dict[str, Any], native_transformers: bool,
+    license: str | None = None,
 ) -> str:
-    """YAML front matter: library, tags, base model (the teacher), datasets and the model-index eval results."""
+    """YAML front matter: library, license, tags (the method's, unless trained alone), base model (the teacher),
+    datasets and the model-index eval results."""
     from huggingface_hub import EvalResult, ModelCardData
 
     dataset = hub_id(context.dataset_name) or context.dataset_name or "unknown"
     eval_results = []
-    for key, name in (("top1_last", "Top-1 accuracy (last epoch)"), ("top5_last", "Top-5 accuracy (last epoch)")):
+    for key, metric_type, name in CARD_METRICS:
         if results.get(key) is not None:
             eval_results.append(
                 EvalResult(task_type="image-classification", task_name="Image Classification",
                            dataset_type=dataset, dataset_name=dataset, dataset_split=context.eval_split,
-                           metric_type="accuracy", metric_name=name, metric_value=round(float(results[key]), 4))
+                           metric_type=metric_type, metric_name=name, metric_value=round(float(results[key]), 4))
             )
     data = ModelCardData(
         library_name="transformers",
+        license=license,
         pipeline_tag="image-classification",
-        tags=["hfkd", "knowledge-distillation", "image-classification", method]
+        tags=["hfkd", "knowledge-distillation", "image-classification"] + ([method] if method != "none" else [])
         + ([] if native_transformers else ["custom_code"]),
         base_model=hub_id(context.teacher_name),
         datasets=[hub_id(context.dataset_name)] if hub_id(context.dataset_name) else None,
-        metrics=["accuracy"],
+        metrics=["accuracy", "top_5_accuracy"] if results.get("top5_last") is not None else ["accuracy"],
         model_name=model_name,
         eval_results=eval_results or None,
     )
@@ -159,6 +168,7 @@ class ModelDescription:
     native_transformers: bool
     head_note: str | None = None
     curves_image: str | None = None
+    license: str | None = None
 
 
 def usage_example(repo: str, native_transformers: bool) -> str:
@@ -194,7 +204,8 @@ def render_model_card(context: ModelCardContext, model: ModelDescription) -> str
         )
     recipe = yaml.safe_dump(context.recipe, sort_keys=True).strip() if context.recipe else "# not recorded"
     return environment.get_template(TEMPLATE_NAME).render(
-        metadata=card_metadata(context, model.model_name, method, results, model.native_transformers).strip(),
+        metadata=card_metadata(context, model.model_name, method, results, model.native_transformers,
+                               model.license).strip(),
         title=title,
         summary=summary,
         method_label=method_label,
@@ -239,9 +250,14 @@ def loss_formula(weights, method: str) -> str:
 
 def schedule_summary(args) -> str:
     """Epochs, batch, optimizer, learning-rate schedule, weight decay and precision of a ``DistillationConfig``."""
+    from .schedule import milestone_epochs
+
     lr = f"lr {args.learning_rate:g}"
     if args.lr_decay_epochs:
-        lr += f", ×{args.lr_decay_rate:g} after epochs {', '.join(str(m) for m in args.lr_decay_epochs)}"
+        milestones = milestone_epochs(args.lr_decay_epochs, args.num_train_epochs)
+        ran = [m for m in milestones if m < args.num_train_epochs or args.max_steps > 0]  # decays that happened
+        lr += (f", ×{args.lr_decay_rate:g} after epochs {', '.join(f'{m:g}' for m in ran)}" if ran else
+               " constant (its milestones lay past the last epoch)")
     else:
         lr += f" ({getattr(args.lr_scheduler_type, 'value', args.lr_scheduler_type)})"
     optim = getattr(args.optim, "value", args.optim)
@@ -284,4 +300,5 @@ def describe_trained_model(
         native_transformers=transformers_student and head is None,
         head_note="backbone + the method's prediction head (the teacher's reused classifier)" if head else None,
         curves_image=curves_image,
+        license=args.license,
     )

@@ -19,7 +19,15 @@ from transformers.trainer_utils import has_length
 from .errors import RecipeError
 
 
-def milestone_factor(epoch: int, milestones: Sequence[int], rate: float) -> float:
+def milestone_epochs(lr_decay_epochs: Sequence[float], num_train_epochs: float) -> list[float]:
+    """The milestones in epochs: as given, or, when all are below 1, those fractions of ``num_train_epochs``."""
+    milestones = [float(m) for m in lr_decay_epochs]
+    if milestones and max(milestones) < 1:
+        milestones = [m * float(num_train_epochs) for m in milestones]
+    return [int(m) if m.is_integer() else m for m in milestones]
+
+
+def milestone_factor(epoch: int, milestones: Sequence[float], rate: float) -> float:
     """lr factor in 1-based ``epoch``: ``rate ** #{m : epoch > m}`` (so epochs 1..150 keep the initial lr)."""
     return rate ** sum(epoch > m for m in milestones)
 

@@ -7,6 +7,8 @@ counts of student, teacher and dataset). Each failure is one sentence naming the
 
 from __future__ import annotations
 
+import importlib.util
+import logging
 from pathlib import Path
 
 from torch import nn
@@ -15,6 +17,9 @@ from .checkpoints import is_complete, latest_complete_checkpoint
 from .errors import IncompatibleSetupError, RecipeError
 from .methods import NO_DISTILLATION
 from .models import provenance_of
+from .schedule import milestone_epochs
+
+logger = logging.getLogger(__name__)
 
 # files whose presence means output_dir already holds a run (an export or a checkpoint)
 RUN_MARKERS = ("model.safetensors", "config.json")
@@ -106,3 +111,40 @@ def check_models(
         raise IncompatibleSetupError(
             f"the teacher predicts {teacher_classes} classes but the student {student_classes}; they must agree"
         )
+
+
+def warn_about_schedule(args) -> None:
+    """One warning when epoch milestones lie at or past the run's last epoch, so the learning rate would not decay
+    there (a run shortened from the reference's 240 epochs that kept the default [150, 180, 210]); a user may mean
+    it, so it is not an error."""
+    if not args.lr_decay_epochs or args.max_steps > 0:
+        return
+    milestones = milestone_epochs(args.lr_decay_epochs, args.num_train_epochs)
+    late = [m for m in milestones if m >= args.num_train_epochs]
+    if late:
+        logger.warning(
+            "lr_decay_epochs %s lie at or past the run's last epoch (%g), so the learning rate never decays there; "
+            "give them as fractions of the run to keep the reference's shape, e.g. [0.625, 0.75, 0.875]",
+            late, args.num_train_epochs,
+        )
+
+
+# report_to value -> (the module transformers needs for it, the hfkd extra that installs it)
+REPORT_TO_PACKAGES = {
+    "tensorboard": ("tensorboard", "tensorboard"),
+    "wandb": ("wandb", "wandb"),
+    "mlflow": ("mlflow", "mlflow"),
+    "trackio": ("trackio", "trackio"),
+}
+
+
+def check_report_to(report_to: list[str] | str | None) -> None:
+    """Every logging integration ``report_to`` names is installed; else one sentence naming the extra to install."""
+    names = [report_to] if isinstance(report_to, str) else list(report_to or [])
+    for name in names:
+        module, extra = REPORT_TO_PACKAGES.get(name, (None, None))
+        if module is not None and importlib.util.find_spec(module) is None:
+            raise RecipeError(
+                f"report_to {name} needs the {module} package, which is not installed; pip install 'hfkd[{extra}]' "
+                f"(or drop {name} from report_to)"
+            )

@@ -33,8 +33,8 @@ from .model_card import CURVES_IMAGE, ModelCardContext, describe_trained_model, 
 from .models import provenance_of
 from .non_finite import NonFiniteLossGuard
 from .results import summarize_evaluations
-from .schedule import EpochLength, EpochMilestoneLR
-from .setup_checks import check_models, resume_target
+from .schedule import EpochLength, EpochMilestoneLR, milestone_epochs
+from .setup_checks import check_models, check_report_to, resume_target, warn_about_schedule
 from .teacher_check import TeacherCheck, measure_teacher_top1
 
 logger = logging.getLogger(__name__)
@@ -91,6 +91,8 @@ class DistillationTrainer(Trainer):
         self.card_context = card_context or ModelCardContext()
         student = model.student if isinstance(model, DistillationModel) else model
         check_models(args.method, student, teacher, class_names, self.card_context.dataset_name)
+        check_report_to(args.report_to)
+        warn_about_schedule(args)
         if train_dataset is not None and args.method in METHODS:
             train_dataset = METHODS[args.method].prepare_train_dataset(train_dataset, args)
         if not isinstance(model, DistillationModel):
@@ -156,9 +158,8 @@ class DistillationTrainer(Trainer):
     def create_scheduler(self, num_training_steps: int, optimizer=None):
         """The references' epoch milestones when ``lr_decay_epochs`` is set, else transformers' schedulers."""
         if self.lr_scheduler is None and self.args.lr_decay_epochs:
-            self.lr_scheduler = EpochMilestoneLR(
-                optimizer or self.optimizer, self.args.lr_decay_epochs, self.args.lr_decay_rate
-            )
+            milestones = milestone_epochs(self.args.lr_decay_epochs, self.args.num_train_epochs)
+            self.lr_scheduler = EpochMilestoneLR(optimizer or self.optimizer, milestones, self.args.lr_decay_rate)
             self._created_lr_scheduler = True
             return self.lr_scheduler
         return super().create_scheduler(num_training_steps, optimizer)

@@ -158,3 +158,16 @@ def test_help_lists_every_recipe_key_hfkd_first_and_filters(capsys):
     assert main(["--help", "temperature"]) == 0
     filtered = capsys.readouterr().out
     assert "  --kd_temperature (" in filtered and "  --learning_rate (" not in filtered
+
+
+def test_card_metadata_license_metric_types_and_tags(tiny_recipe, capsys):
+    from huggingface_hub import ModelCard
+
+    recipe, out = tiny_recipe
+    assert main([str(recipe), "--license", "apache-2.0"]) == 0
+    for stage, method in (("teacher", "none"), ("kd", "kd")):
+        data = ModelCard.load(out / stage / "README.md").data
+        assert data.license == "apache-2.0"
+        types = {r.metric_name: r.metric_type for r in data.eval_results}
+        assert types == {"Top-1 accuracy (last epoch)": "accuracy", "Top-5 accuracy (last epoch)": "top_5_accuracy"}
+        assert "none" not in data.tags and (method in data.tags) == (method != "none")

@@ -237,3 +237,91 @@ def test_kd_run_learns_logs_terms_and_exports(tmp_path, learnable_data):
     top1 = (predictions == eval_batch["labels"]).float().mean().item() * 100
     assert top1 == pytest.approx(summary["top1_last"], abs=1e-6)
     assert json.loads((export / "config.json").read_text())["model_type"] == "hfkd"
+
+
+# ---- milestones as fractions of the run, and milestones the run never reaches ---------------------------------------
+
+
+def test_fractional_milestones_keep_the_reference_shape():
+    from hfkd.schedule import milestone_epochs
+
+    assert milestone_epochs([0.625, 0.75, 0.875], 240) == [150, 180, 210]  # the reference's own schedule
+    assert milestone_epochs([0.625, 0.75, 0.875], 8) == [5, 6, 7]
+    assert milestone_epochs([150, 180, 210], 30) == [150, 180, 210]  # epochs stay epochs
+
+
+def test_trainer_applies_fractional_milestones_per_epoch(tmp_path, learnable_data):
+    recorder = RecordLr()
+    trainer = DistillationTrainer(
+        model=create_model("resnet8", num_classes=4),
+        args=config(tmp_path, method="none", num_train_epochs=3, lr_decay_epochs=[1 / 3, 2 / 3], eval_strategy="no"),
+        train_dataset=learnable_data[0],
+        callbacks=[recorder],
+    )
+    trainer.train()
+    # 1/3 and 2/3 of 3 epochs are epochs 1 and 2: the same schedule as lr_decay_epochs [1, 2]
+    assert recorder.by_epoch == {1: {0.05}, 2: {0.005}, 3: {0.0005}}
+
+
+def test_milestones_past_the_run_warn_once_and_the_card_states_the_schedule_that_ran(tmp_path, learnable_data, caplog):
+    import logging
+
+    with caplog.at_level(logging.WARNING):
+        trainer = DistillationTrainer(
+            model=create_model("resnet8", num_classes=4),
+            args=config(tmp_path, method="none", num_train_epochs=1, lr_decay_epochs=[150, 180, 210]),
+            train_dataset=learnable_data[0], eval_dataset=learnable_data[1],
+        )
+    warnings = [r.getMessage() for r in caplog.records if "lr_decay_epochs" in r.getMessage()]
+    assert warnings == ["lr_decay_epochs [150, 180, 210] lie at or past the run's last epoch (1), so the learning rate "
+                        "never decays there; give them as fractions of the run to keep the reference's shape, e.g. "
+                        "[0.625, 0.75, 0.875]"]
+    trainer.train()
+    trainer.create_model_card()
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert "lr 0.05 constant (its milestones lay past the last epoch)" in card and "after epochs 150" not in card
+
+
+def test_mixed_or_negative_milestones_are_one_sentence(tmp_path):
+    with pytest.raises(RecipeError, match=r"lr_decay_epochs \[0.5, 150.0\] mixes fractions of the run"):
+        config(tmp_path, lr_decay_epochs=[150, 0.5])
+    with pytest.raises(RecipeError, match="lr_decay_epochs must be > 0"):
+        config(tmp_path, lr_decay_epochs=[-1, 5])
+
+
+# ---- logging integrations ------------------------------------------------------------------------------------------
+
+
+def test_tensorboard_gets_every_loss_term_top1_top5_and_the_lr_per_epoch(tmp_path, learnable_data):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    teacher = create_model("resnet8", num_classes=4)
+    trainer = DistillationTrainer(
+        model=create_model("resnet8", num_classes=4), teacher=teacher,
+        args=config(tmp_path, method="kd", num_train_epochs=2, lr_decay_epochs=[1], report_to="tensorboard"),
+        train_dataset=learnable_data[0], eval_dataset=learnable_data[1],
+    )
+    trainer.train()
+    (events,) = (tmp_path / "out").rglob("events.out.tfevents.*")  # under output_dir/runs/, transformers' default
+    accumulator = EventAccumulator(str(events.parent))
+    accumulator.Reload()
+    scalars = {tag: [e.value for e in accumulator.Scalars(tag)] for tag in accumulator.Tags()["scalars"]}
+    history = trainer.state.log_history
+    for tag, key in (("train/loss_ce", "loss_ce"), ("train/loss_kd", "loss_kd"), ("eval/top1", "eval_top1"),
+                     ("eval/top5", "eval_top5"), ("train/learning_rate", "learning_rate")):
+        logged = [entry[key] for entry in history if key in entry]
+        assert len(logged) == 2 and scalars[tag] == pytest.approx(logged, rel=1e-6), tag
+    assert scalars["train/learning_rate"] == pytest.approx([0.05, 0.005])  # one value per epoch, x0.1 after epoch 1
+
+
+def test_a_missing_logging_integration_is_one_sentence(tmp_path, learnable_data, monkeypatch):
+    import hfkd.setup_checks as setup_checks
+
+    real = setup_checks.importlib.util.find_spec
+    monkeypatch.setattr(setup_checks.importlib.util, "find_spec", lambda name: None if name == "mlflow" else real(name))
+    with pytest.raises(RecipeError) as err:
+        DistillationTrainer(model=create_model("resnet8", num_classes=4),
+                            args=config(tmp_path, method="none", report_to=["mlflow"]),
+                            train_dataset=learnable_data[0])
+    assert str(err.value) == ("report_to mlflow needs the mlflow package, which is not installed; pip install "
+                              "'hfkd[mlflow]' (or drop mlflow from report_to)")
