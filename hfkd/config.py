@@ -190,8 +190,8 @@ class DistillationConfig(TrainingArguments):
         metadata={
             "help": "'auto': when the run starts, hfkd turns on the speed settings the device runs faster with: bf16 "
             "autocast where it computes bf16 natively (a GPU with bf16, a CPU with AMX or AVX512-BF16), and "
-            "channels_last; the choice is logged and recorded with the results. 'off': only bf16 / fp16 / "
-            "channels_last as set. Settings set to true are never turned off."
+            "channels_last (x86 CPUs; GPUs with bf16/fp16); the choice is logged and recorded with the results. "
+            "'off': only bf16 / fp16 / channels_last as set. Settings set to true are never turned off."
         },
     )
     channels_last: bool = field(

@@ -149,8 +149,10 @@ def choose_launch(values: Mapping[str, Any]) -> LaunchChoice:
         if native and not sixteen_bit:
             overrides["bf16"] = sixteen_bit = True
         reasons.append(f"bf16 {'native' if native else 'not native'}: {why}")
-        # oneDNN's convolutions run faster on NHWC on every CPU measured; cuDNN's only with 16-bit tensor cores
-        if not values.get("channels_last") and (device == "cpu" or sixteen_bit):
+        # oneDNN's convolutions ran faster in NHWC on every x86 CPU measured (BENCHMARKS.md); other CPUs were not
+        # measured, so they keep NCHW. cuDNN's run faster in NHWC with 16-bit tensor cores only.
+        x86 = platform.machine().lower() in ("x86_64", "amd64")
+        if not values.get("channels_last") and ((device == "cpu" and x86) or (device != "cpu" and sixteen_bit)):
             overrides["channels_last"] = True
     return LaunchChoice(device, processor, native, speed, overrides, "; ".join(reasons))
 

@@ -110,3 +110,10 @@ def test_a_run_records_the_choice_and_its_recipe_keeps_auto(cpu_host, tmp_path, 
     written = yaml.safe_load((out / "recipe.yaml").read_text())
     assert written["speed_settings"] == "auto" and written["channels_last"] is False and written["use_cpu"] is False
     assert "| hardware | training on cpu (AMD EPYC 7B13): fp32, channels_last" in (out / "README.md").read_text()
+
+
+def test_channels_last_only_where_it_was_measured_faster(cpu_host, monkeypatch):
+    cpu_host(AVX2_ONLY)
+    monkeypatch.setattr(launch.platform, "machine", lambda: "aarch64")  # a CPU no benchmark here has measured
+    choice = launch.choose_launch({"speed_settings": "auto"})
+    assert "channels_last" not in choice.overrides and "bf16" not in choice.overrides
