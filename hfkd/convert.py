@@ -62,7 +62,7 @@ def convert_reference_checkpoint(
         parameters=sum(p.numel() for p in export.parameters()),
         schedule=f"trained by the reference code; converted from {Path(checkpoint).name} (epoch {info.epoch})",
         repo=str(output_dir),
-        native_transformers=False,
+        export_format="hfkd",
     )
     write_model_card(output_dir, context, description)
     return output_dir

@@ -21,6 +21,7 @@ PUSH_IGNORE = ("_*", "checkpoint-*")
 # where checkpoint folders are copied while they upload (a "_" name: never part of a model push)
 PUSH_STAGING = "_push_staging"
 _USAGE_MODEL = re.compile(r'(pipeline\("image-classification", model=)"[^"]*"')
+_USAGE_TIMM = re.compile(r'(timm\.create_model\()"(?:local-dir|hf-hub):[^"]*"')
 _EXPORT_FILES = ("config.json",)
 _WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
 
@@ -76,7 +77,7 @@ def push_run(
             relative = path.relative_to(output_dir).as_posix()
             content: Path | bytes = path
             if relative == "README.md":  # the usage example loads the repo, not the local folder
-                content = _USAGE_MODEL.sub(f'\\g<1>"{repo_id}"', path.read_text()).encode()
+                content = _usage_for_repo(path.read_text(), repo_id).encode()
             operations.append(CommitOperationAdd(path_in_repo=relative, path_or_fileobj=content))
         api.create_commit(repo_id, operations=operations, commit_message=commit_message, revision=revision)
     except Exception as err:  # HTTP, connection and validation errors of huggingface_hub
@@ -85,6 +86,12 @@ def push_run(
             f"unchanged, retry with: {retry}"
         ) from err
     return repo_id
+
+
+def _usage_for_repo(card: str, repo_id: str) -> str:
+    """A model card whose usage example loads ``repo_id`` (the pipeline's model, a timm checkpoint's ``hf-hub:``)."""
+    card = _USAGE_MODEL.sub(f'\\g<1>"{repo_id}"', card)
+    return _USAGE_TIMM.sub(f'\\g<1>"hf-hub:{repo_id}"', card)
 
 
 def first_line(err: BaseException) -> str:

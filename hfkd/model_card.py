@@ -83,11 +83,12 @@ CARD_METRICS = (("top1_last", "accuracy", "Top-1 accuracy (last epoch)"),
 
 
 def card_metadata(
-    context: ModelCardContext, model_name: str, method: str, results: dict[str, Any], native_transformers: bool,
+    context: ModelCardContext, model_name: str, method: str, results: dict[str, Any], export_format: str,
     license: str | None = None,
 ) -> str:
-    """YAML front matter: library, license, tags (the method's, unless trained alone), base model (the teacher),
-    datasets and the model-index eval results."""
+    """YAML front matter: library (timm for a timm checkpoint, else transformers), license, tags (the method's,
+    unless trained alone; custom_code for an hfkd export), base model (the teacher), datasets and the model-index
+    eval results."""
     from huggingface_hub import EvalResult, ModelCardData
 
     dataset = hub_id(context.dataset_name) or context.dataset_name or "unknown"
@@ -100,11 +101,11 @@ def card_metadata(
                            metric_type=metric_type, metric_name=name, metric_value=round(float(results[key]), 4))
             )
     data = ModelCardData(
-        library_name="transformers",
+        library_name="timm" if export_format == "timm" else "transformers",
         license=license,
         pipeline_tag="image-classification",
         tags=["hfkd", "knowledge-distillation", "image-classification"] + ([method] if method != "none" else [])
-        + ([] if native_transformers else ["custom_code"]),
+        + (["custom_code"] if export_format == "hfkd" else []),
         base_model=hub_id(context.teacher_name),
         datasets=[hub_id(context.dataset_name)] if hub_id(context.dataset_name) else None,
         metrics=["accuracy", "top_5_accuracy"] if results.get("top5_last") is not None else ["accuracy"],
@@ -152,7 +153,9 @@ class ModelDescription:
 
     ``paper`` is the method's ``Paper`` (or None), ``results`` a ``summarize_evaluations`` dict (accuracies in %),
     ``parameters`` the exported model's parameter count, ``head_note`` what a method head adds, ``repo`` what the
-    usage example loads (a Hub id or the local folder), ``curves_image`` the training-curve PNG beside the card.
+    usage example loads (a Hub id or the local folder), ``export_format`` how the export is saved (``"transformers"``
+    or ``"timm"``: the library's own checkpoint; ``"hfkd"``: ``HfkdForImageClassification`` with its code, see
+    ``hfkd.export.export_format``), ``curves_image`` the training-curve PNG beside the card.
     """
 
     model_name: str
@@ -165,17 +168,22 @@ class ModelDescription:
     parameters: int
     schedule: str
     repo: str
-    native_transformers: bool
+    export_format: str
     head_note: str | None = None
     curves_image: str | None = None
     license: str | None = None
 
 
-def usage_example(repo: str, native_transformers: bool) -> str:
-    """The card's code: the model in an image-classification pipeline (remote code unless saved natively)."""
-    remote = "" if native_transformers else ", trust_remote_code=True"
+def usage_example(repo: str, export_format: str) -> str:
+    """The card's code: the model in an image-classification pipeline (remote code for an hfkd export), after
+    ``timm.create_model`` for a timm checkpoint (``hf-hub:`` for a Hub id, ``local-dir:`` for a folder)."""
+    remote = ", trust_remote_code=True" if export_format == "hfkd" else ""
+    timm_lines = ""
+    if export_format == "timm":
+        source = f"hf-hub:{repo}" if hub_id(repo) else f"local-dir:{repo}"
+        timm_lines = f'import timm\n\nmodel = timm.create_model("{source}", pretrained=True)\n\n'
     return (
-        "from transformers import pipeline\n\n"
+        timm_lines + "from transformers import pipeline\n\n"
         f'classifier = pipeline("image-classification", model="{repo}"{remote})\n'
         'print(classifier("image.png"))'
     )
@@ -204,7 +212,7 @@ def render_model_card(context: ModelCardContext, model: ModelDescription) -> str
         )
     recipe = yaml.safe_dump(context.recipe, sort_keys=True).strip() if context.recipe else "# not recorded"
     return environment.get_template(TEMPLATE_NAME).render(
-        metadata=card_metadata(context, model.model_name, method, results, model.native_transformers,
+        metadata=card_metadata(context, model.model_name, method, results, model.export_format,
                                model.license).strip(),
         title=title,
         summary=summary,
@@ -225,7 +233,7 @@ def render_model_card(context: ModelCardContext, model: ModelDescription) -> str
         hardware=context.hardware,
         results_table=results_rows(context, f"this model ({method})", results),
         curves_image=model.curves_image,
-        usage=usage_example(model.repo, model.native_transformers),
+        usage=usage_example(model.repo, model.export_format),
         recipe=recipe,
         citation=paper.bibtex() if paper is not None else None,
     )
@@ -272,6 +280,7 @@ def describe_trained_model(
     model, args, log_history: list[dict[str, Any]], model_name: str, repo: str, curves_image: str | None
 ) -> ModelDescription:
     """The card's description of a trained ``DistillationModel`` (what the export holds) under ``args``."""
+    from .export import export_format
     from .models import TransformersFeatureClassifier, provenance_of
     from .results import summarize_evaluations
 
@@ -297,7 +306,7 @@ def describe_trained_model(
         parameters=parameters,
         schedule=schedule_summary(args),
         repo=repo,
-        native_transformers=transformers_student and head is None,
+        export_format=export_format(model),
         head_note="backbone + the method's prediction head (the teacher's reused classifier)" if head else None,
         curves_image=curves_image,
         license=args.license,

@@ -112,11 +112,14 @@ def imagenet_eval_transform(mean: Sequence[float], std: Sequence[float], size: i
 def eval_image_processor(preset: str, image_size: int, mean: Sequence[float], std: Sequence[float]):
     """The evaluation preprocessing as a transformers image processor, saved with the exported model."""
     from transformers import ConvNextImageProcessor, ViTImageProcessor
+    from transformers.image_utils import PILImageResampling
 
     if preset == "imagenet":
-        # resize the short side to image_size / crop_pct (256 for 224), then center-crop image_size
+        # resize the short side to image_size / crop_pct (256 for 224), then center-crop image_size; bilinear, as
+        # imagenet_eval_transform (ConvNeXt's own default is bicubic)
         return ConvNextImageProcessor(
-            size={"shortest_edge": image_size}, crop_pct=image_size / 256, image_mean=list(mean), image_std=list(std)
+            size={"shortest_edge": image_size}, crop_pct=image_size / 256, resample=PILImageResampling.BILINEAR,
+            image_mean=list(mean), image_std=list(std),
         )
     return ViTImageProcessor(
         do_resize=True, size={"height": image_size, "width": image_size}, image_mean=list(mean), image_std=list(std)

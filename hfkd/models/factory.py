@@ -31,10 +31,11 @@ def create_model(
     """A model honouring hfkd's contract (``model(x, return_features=True)`` -> logits + feats, ``.classifier``).
 
     Accepts, in this order: a CIFAR zoo name; a reference ``.pth`` checkpoint (``arch=`` when its folder name does
-    not say it); a local directory holding an hfkd export or any transformers image classifier; a timm name
-    (random init unless ``pretrained=True``; ``timm/...`` and ``hf-hub:...`` ids load pretrained weights); a Hub
-    repo id of an hfkd export or a transformers image classifier. ``num_classes`` sizes a new model or a new head;
-    a loaded model keeps its own head when it is None. How the model was made (architecture, declared input
+    not say it); a local directory holding an hfkd export, a timm checkpoint (``save_for_hf``'s layout, as hfkd
+    exports timm students) or any transformers image classifier; a timm name (random init unless
+    ``pretrained=True``; ``timm/...``, ``hf-hub:...`` and ``local-dir:...`` ids load pretrained weights); a Hub repo
+    id of an hfkd export, a timm checkpoint or a transformers image classifier. ``num_classes`` sizes a new model or
+    a new head; a loaded model keeps its own head when it is None. How the model was made (architecture, declared input
     preprocessing, source) is attached as one record, read with ``hfkd.models.provenance_of(model)``.
 
     Raises ``ModelLoadError`` (one sentence) for a name no source knows or a model that cannot be loaded.
@@ -75,7 +76,7 @@ def create_model(
 def _create_timm_model(name: str, timm_name: str, num_classes: int | None, kwargs: dict) -> nn.Module:
     import timm
 
-    pretrained = kwargs.pop("pretrained", name.startswith(("timm/", "hf-hub:")))
+    pretrained = kwargs.pop("pretrained", name.startswith(("timm/", "hf-hub:", "local-dir:")))
     source = ("hf-hub:" + name if name.startswith("timm/") else name) if pretrained else timm_name
     if num_classes is not None:
         kwargs["num_classes"] = num_classes
@@ -84,9 +85,11 @@ def _create_timm_model(name: str, timm_name: str, num_classes: int | None, kwarg
     except Exception as err:  # offline, unknown tag, bad kwargs: timm raises many types
         raise ModelLoadError(f"timm could not create {name!r}: {str(err).splitlines()[0]}") from err
     architecture = timm_model.pretrained_cfg.get("architecture") or timm_name
+    # a checkpoint's recorded constructor arguments (img_size, ...) rebuild it, as in an hfkd export with a head
+    recorded = dict(getattr(timm_model, "pretrained_model_args", None) or {}) if pretrained else {}
     return attach_provenance(TimmFeatureClassifier(timm_model), ModelProvenance(
         architecture=TIMM_PREFIX + architecture,
-        architecture_kwargs={k: v for k, v in kwargs.items() if k != "num_classes"} or None,
+        architecture_kwargs={k: v for k, v in {**recorded, **kwargs}.items() if k != "num_classes"} or None,
         preprocessing=from_timm_config(timm_model.pretrained_cfg) if pretrained else None,
         source=name,
     ))
@@ -100,7 +103,18 @@ def _timm_name(name: str) -> str | None:
         return name[len("timm/") :]
     if name.startswith("hf-hub:"):
         return name[len("hf-hub:") :].removeprefix("timm/")
+    if name.startswith("local-dir:"):
+        return name[len("local-dir:") :]
     return name if timm.is_model(name) else None
+
+
+def is_timm_checkpoint_config(config: dict) -> bool:
+    """Whether a ``config.json`` (or the dict transformers' ``AutoConfig`` made of it) describes a timm checkpoint.
+
+    timm writes ``architecture`` and ``pretrained_cfg`` and no ``model_type``; transformers tells the two apart by
+    ``pretrained_cfg`` too, and names the type ``timm_wrapper`` when it reads one.
+    """
+    return "pretrained_cfg" in config and config.get("model_type") in (None, "timm_wrapper")
 
 
 def _read_config(name_or_path: str, trust_remote_code: bool, where: str) -> dict:
@@ -118,10 +132,14 @@ def _read_config(name_or_path: str, trust_remote_code: bool, where: str) -> dict
 
 
 def _load_pretrained(name_or_path: str, num_classes: int | None, trust_remote_code: bool, where: str) -> nn.Module:
-    """An hfkd export or a transformers image classifier, from a directory or the Hub."""
+    """An hfkd export, a timm checkpoint or a transformers image classifier, from a directory or the Hub."""
     from transformers import AutoConfig, AutoModelForImageClassification
 
     config = _read_config(name_or_path, trust_remote_code, where)
+    if is_timm_checkpoint_config(config):  # through timm itself, so it keeps timm's features and state-dict keys
+        prefix = "local-dir:" if Path(name_or_path).is_dir() else "hf-hub:"
+        model = _create_timm_model(prefix + name_or_path, config.get("architecture"), num_classes, {})
+        return attach_provenance(model.eval(), provenance_of(model).replace(source=name_or_path))
     has_weights = not Path(name_or_path).is_dir() or any((Path(name_or_path) / f).is_file() for f in _WEIGHT_FILES)
     try:
         if config.get("model_type") == "hfkd":
