@@ -47,14 +47,14 @@ def load_teacher(model_args, data) -> nn.Module:
 
 def recorded_teacher_accuracy(teacher: nn.Module) -> tuple[float | None, str | None]:
     """The teacher's own top-1 (%) and where it comes from, when its source records one (an hfkd export's last
-    epoch, a reference checkpoint's stored accuracy); (None, None) otherwise."""
-    inner = getattr(teacher, "teacher", teacher)  # through a TeacherInputAdapter
-    config = getattr(inner, "config", None)
-    results = ((getattr(config, "distillation", None) or {}).get("results") or {}) if config is not None else {}
+    epoch, in any export format; a reference checkpoint's stored accuracy); (None, None) otherwise."""
+    provenance = provenance_of(teacher)
+    if provenance is None:
+        return None, None
+    results = (provenance.distillation or {}).get("results") or {}
     if results.get("top1_last") is not None:
         return float(results["top1_last"]), "last epoch, from its hfkd export"
-    provenance = provenance_of(teacher)
-    if provenance is not None and provenance.checkpoint is not None and provenance.checkpoint.accuracy is not None:
+    if provenance.checkpoint is not None and provenance.checkpoint.accuracy is not None:
         return float(provenance.checkpoint.accuracy), "as stored in its reference checkpoint"
     return None, None
 
@@ -117,7 +117,7 @@ def run_stage(run: RunSpec, earlier: list[dict] | None = None) -> dict:
     if trainer.is_world_process_zero():
         write_resolved_recipe(run, loss_weights=weights)
     trainer.train(resume_from_checkpoint=resume)
-    trainer.save_model()  # the clean export: config.json, model.safetensors, preprocessor_config.json
+    trainer.save_model()  # the clean export: config.json, model.safetensors (and preprocessor_config.json but for timm)
     trainer.create_model_card()  # README.md and training_curves.png
     row = {
         "stage": run.name,

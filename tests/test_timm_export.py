@@ -138,6 +138,13 @@ def test_hfkd_create_model_loads_the_export_as_a_timm_model(distilled):
     provenance = provenance_of(model)
     assert provenance.architecture == "timm:test_efficientnet" and provenance.source == export
     assert provenance.preprocessing == Preprocessing(tuple(MEAN), tuple(STD), 32)
+    # how it was made travels with it, so a card distilled from it can quote the teacher's own top-1
+    assert provenance.distillation["method"] == "kd"
+    assert provenance.distillation["results"]["top1_last"] == distilled["record"]["results"]["top1_last"]
+    from hfkd.train import recorded_teacher_accuracy
+
+    top1 = distilled["record"]["results"]["top1_last"]
+    assert recorded_teacher_accuracy(model) == (pytest.approx(top1), "last epoch, from its hfkd export")
     with torch.no_grad():
         out = model(fixed_input(), return_features=True)
     assert torch.allclose(out.logits[0], distilled["expected"], atol=1e-5)

@@ -136,10 +136,13 @@ def _load_pretrained(name_or_path: str, num_classes: int | None, trust_remote_co
     from transformers import AutoConfig, AutoModelForImageClassification
 
     config = _read_config(name_or_path, trust_remote_code, where)
+    # an hfkd export's record of how it was made: in HfkdConfig.distillation, or hfkd_distillation in the config of a
+    # transformers or timm export
+    record = config.get("distillation") if config.get("model_type") == "hfkd" else config.get("hfkd_distillation")
     if is_timm_checkpoint_config(config):  # through timm itself, so it keeps timm's features and state-dict keys
         prefix = "local-dir:" if Path(name_or_path).is_dir() else "hf-hub:"
         model = _create_timm_model(prefix + name_or_path, config.get("architecture"), num_classes, {})
-        return attach_provenance(model.eval(), provenance_of(model).replace(source=name_or_path))
+        return attach_provenance(model.eval(), provenance_of(model).replace(source=name_or_path, distillation=record))
     has_weights = not Path(name_or_path).is_dir() or any((Path(name_or_path) / f).is_file() for f in _WEIGHT_FILES)
     try:
         if config.get("model_type") == "hfkd":
@@ -166,5 +169,5 @@ def _load_pretrained(name_or_path: str, num_classes: int | None, trust_remote_co
         raise ModelLoadError(f"could not load {where}: {str(err).strip().splitlines()[0]}") from err
     preprocessing = load_declared_preprocessing(name_or_path, trust_remote_code=trust_remote_code)
     attach_provenance(model, ModelProvenance(architecture=architecture, preprocessing=preprocessing,
-                                             source=name_or_path))
+                                             source=name_or_path, distillation=record))
     return model.eval() if has_weights else model

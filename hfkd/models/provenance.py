@@ -43,6 +43,8 @@ class ModelProvenance:
       ``pretrained_cfg``); None when it declares nothing (zoo models, reference checkpoints).
     - ``source``: the name, path or Hub id it was created from.
     - ``checkpoint``: what a reference ``.pth`` stored besides the weights, or None.
+    - ``distillation``: the record an hfkd export carries (method, teacher, loss weights, ``results`` with top-1 in %),
+      whatever its format (hfkd, transformers or timm), or None for a model hfkd did not train.
     """
 
     architecture: str | None
@@ -50,6 +52,7 @@ class ModelProvenance:
     preprocessing: Preprocessing | None = None
     source: str | None = None
     checkpoint: CheckpointInfo | None = None
+    distillation: dict[str, Any] | None = None
 
     def replace(self, **changes: Any) -> "ModelProvenance":
         return replace(self, **changes)
