@@ -12,6 +12,7 @@ from . import (  # noqa: F401
     at,
     cc,
     crd,
+    deit,
     dist,
     dkd,
     fitnet,
