@@ -180,6 +180,25 @@ def test_every_other_method_keeps_its_class_defaults(tmp_path):
             assert method.ce_head is None and method.kd_head is None
 
 
+def test_bf16_autocast_on_cpu_matches_fp32(deit_weights):
+    """Every term (ce, kd, deit) of a real DeiT student is fp32 under bf16 autocast and close to its fp32 value."""
+    torch.manual_seed(0)
+    student, teacher = create_model(deit_weights), create_model("resnet8", num_classes=4).eval()
+    model = DistillationModel(student, DeiT(), LossWeights(cls=0.5, div=0.5, beta=0.5)).train()
+    train, _ = learnable_datasets(n_train=32, n_eval=4)
+    batch = train.__getitems__(list(range(32)))
+    values = {}
+    for precision in ("fp32", "bf16"):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+            with torch.no_grad():
+                teacher_out = teacher(batch["pixel_values"])
+            out = model(**batch, teacher_outputs=teacher_out)
+        assert out["loss"].dtype == torch.float32 and set(out["terms"]) == {"ce", "kd", "deit"}
+        values[precision] = {"loss": out["loss"].item(), **{k: v.item() for k, v in out["terms"].items()}}
+    for name, reference in values["fp32"].items():
+        assert values["bf16"][name] == pytest.approx(reference, rel=5e-2, abs=1e-3), name
+
+
 # ---- which models it takes -------------------------------------------------------------------------------------------
 
 
