@@ -175,6 +175,14 @@ class DistillationConfig(TrainingArguments):
             "logits of 'dkd' (Sun et al., CVPR 2024); method 'logit_std' always does."
         },
     )
+    deit_distillation: str = field(
+        default="hard",
+        metadata={
+            "help": "DeiT (a DeiT-with-teacher student): 'hard', the distillation head learns the teacher's argmax "
+            "(defaults cls 0.5, beta 0.5), or 'soft', it learns the teacher's softened outputs by the KD term at "
+            "kd_temperature (defaults cls 0.9, div 0.1; the paper's temperature is 3, so set kd_temperature: 3)."
+        },
+    )
     lr_decay_epochs: list[float] | None = field(
         default_factory=lambda: [150, 180, 210],
         metadata={
@@ -274,6 +282,8 @@ class DistillationConfig(TrainingArguments):
             )
         if self.crd_mode not in ("exact", "relax"):
             raise RecipeError(f"crd_mode {self.crd_mode!r} is not one of 'exact', 'relax'")
+        if self.deit_distillation not in ("hard", "soft"):
+            raise RecipeError(f"deit_distillation {self.deit_distillation!r} is not one of 'hard', 'soft'")
         if self.hub_token:
             # TrainingArguments are pickled into every checkpoint (training_args.bin): a token there would leak
             raise RecipeError(

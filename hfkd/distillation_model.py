@@ -37,12 +37,12 @@ class LossWeights:
 
 def resolve_loss_weights(args) -> LossWeights:
     """The run's loss weights, resolved once: ``cls`` / ``div`` / ``beta`` from ``args`` (a ``DistillationConfig``)
-    where set, else the method's published defaults (its class's ``default_cls`` etc.; ``none``: 1, 0, 0).
+    where set, else the method's published defaults (its ``default_weights(args)``; ``none``: 1, 0, 0).
 
     Raises ``RecipeError`` when every term that would be computed has weight 0. ``args`` is not changed.
     """
     method = METHODS.get(args.method) if args.method != NO_DISTILLATION else None
-    defaults = (method.default_cls, method.default_div, method.default_beta) if method is not None else (1.0, 0.0, 0.0)
+    defaults = method.default_weights(args) if method is not None else (1.0, 0.0, 0.0)
     cls, div, beta = (float(value if value is not None else default)
                       for value, default in zip((args.cls, args.div, args.beta), defaults))
     if not (cls > 0 or (method is not None and (div > 0 or beta > 0))):
@@ -51,12 +51,19 @@ def resolve_loss_weights(args) -> LossWeights:
                        label_smoothing=args.label_smoothing_factor)
 
 
+def head_logits(out: ClassifierOutput, head: str | None) -> torch.Tensor:
+    """The logits of the model's head named ``head`` (a method's ``ce_head`` / ``kd_head``), or its logits for None."""
+    return out.logits if head is None else out.head_logits[head]
+
+
 class DistillationModel(nn.Module):
     """Student + method modules; ``forward`` returns ``{"loss", "logits", "terms"}``.
 
     In training mode the loss is the weighted sum above and ``terms`` holds each unweighted term (detached) for
-    logging; terms whose weight is 0 are not computed at all. In eval mode no teacher is needed: ``logits`` are the
-    method's prediction (the student's own logits, or e.g. SimKD's reused teacher head) and ``loss`` is their CE.
+    logging; terms whose weight is 0 are not computed at all. ``CE`` and ``KD_T`` read the student's logits, or the
+    head the method names (``ce_head`` / ``kd_head``: DeiT trains its class and distillation heads apart). In eval
+    mode no teacher is needed: ``logits`` are the method's prediction (the student's own logits, or e.g. SimKD's
+    reused teacher head) and ``loss`` is their CE.
     """
 
     # the Trainer must not pass num_items_in_batch: every term here is a per-batch mean
@@ -95,12 +102,14 @@ class DistillationModel(nn.Module):
         terms: dict[str, torch.Tensor] = {}
         loss = student_out.logits.new_zeros((), dtype=torch.float32)
         if w.cls:
-            ce_logits = method.ce_logits(student_out.logits) if method is not None else student_out.logits
+            ce_logits = student_out.logits if method is None else method.ce_logits(
+                head_logits(student_out, method.ce_head))
             terms["ce"] = F.cross_entropy(ce_logits.float(), labels, label_smoothing=w.label_smoothing)
             loss = loss + w.cls * terms["ce"]
         if method is not None:
             if w.div:
-                student_logits, teacher_logits = method.kd_logits(student_out.logits, teacher_outputs.logits)
+                student_logits, teacher_logits = method.kd_logits(head_logits(student_out, method.kd_head),
+                                                                  teacher_outputs.logits)
                 terms["kd"] = kd_divergence(student_logits, teacher_logits, w.kd_temperature)
                 loss = loss + w.div * terms["kd"]
             if w.beta:

@@ -108,8 +108,9 @@ def _timm_model_of(student: nn.Module) -> TimmFeatureClassifier | None:
 
 def export_format(model: DistillationModel) -> str:
     """How :func:`export_student` saves ``model``'s student: ``NATIVE_TRANSFORMERS`` / ``NATIVE_TIMM`` (the
-    library's own checkpoint) for a transformers / timm student whose method adds no prediction head, else
-    ``HFKD_FORMAT`` (a zoo student, SimKD's projector + teacher head, a student loaded from such an export)."""
+    library's own checkpoint) for a transformers / timm student whose method adds no prediction head (a DeiT with a
+    distillation token included: its own model keeps both heads and averages them), else ``HFKD_FORMAT`` (a zoo
+    student, SimKD's projector + teacher head, a student loaded from such an export)."""
     if model.method is not None and model.method.export_head() is not None:
         return HFKD_FORMAT
     if isinstance(model.student, TransformersFeatureClassifier):

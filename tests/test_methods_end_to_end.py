@@ -1,5 +1,6 @@
 """Every method trains, evaluates and exports with a zoo pair, a timm pair and a transformers pair (tiny models,
-random init, offline); map-based methods refuse a token-feature (ViT) teacher before training."""
+random init, offline); map-based methods refuse a token-feature (ViT) teacher before training. A method that trains
+separate student heads (DeiT's class and distillation heads) runs with a tiny DeiT-with-teacher student instead."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import math
 import pytest
 import torch
 from transformers import AutoModelForImageClassification, ResNetConfig, ResNetForImageClassification
-from transformers import ViTConfig, ViTForImageClassification
+from transformers import DeiTConfig, ViTConfig, ViTForImageClassification
 
 from hfkd.config import DistillationConfig
 from hfkd.errors import IncompatibleSetupError
@@ -20,6 +21,10 @@ from tests.conftest import learnable_datasets
 NUM_CLASSES = 4
 # methods whose loss reads stage maps [C, H, W] of both models (a ViT gives token sequences instead)
 MAP_METHODS = {"fitnet", "at", "sp", "vid", "nst", "semckd", "simkd"}
+# methods whose cls / div terms read named student heads (ce_head / kd_head): only a DeiT-with-teacher student has
+# them (other students are refused, tests/test_method_deit.py), so these run with the deit_student below and each
+# family's teacher; every other method keeps the family's student
+HEAD_METHODS = {name for name, method in METHODS.items() if method.ce_head is not None or method.kd_head is not None}
 
 
 def transformers_resnet(folder, widths, seed):
@@ -42,6 +47,16 @@ def pairs(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def deit_student(tmp_path_factory):
+    """A config-only folder of a tiny DeiT with a distillation token (random init when loaded)."""
+    folder = tmp_path_factory.mktemp("deit_student")
+    DeiTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+               intermediate_size=64, num_labels=NUM_CLASSES,
+               architectures=["DeiTForImageClassificationWithTeacher"]).save_pretrained(folder)
+    return str(folder)
+
+
+@pytest.fixture(scope="module")
 def data():
     return learnable_datasets(n_train=48, n_eval=32, num_classes=NUM_CLASSES)
 
@@ -58,9 +73,11 @@ def run_method(method, student, teacher, data, output_dir):
 
 @pytest.mark.parametrize("family", ["zoo", "timm", "transformers"])
 @pytest.mark.parametrize("method", sorted(METHODS))
-def test_method_trains_evaluates_and_exports(method, family, pairs, data, tmp_path):
+def test_method_trains_evaluates_and_exports(method, family, pairs, deit_student, data, tmp_path):
     torch.manual_seed(0)
     student_source, teacher_source = pairs[family]
+    if method in HEAD_METHODS:
+        student_source = deit_student
     student = create_model(student_source, num_classes=NUM_CLASSES)
     teacher = create_model(teacher_source, num_classes=NUM_CLASSES).eval()
     trainer = run_method(method, student, teacher, data, tmp_path / "out")
@@ -98,8 +115,8 @@ def vit_teacher(tmp_path_factory):
 
 
 @pytest.mark.parametrize("method", sorted(METHODS))
-def test_token_feature_teacher(method, vit_teacher, data, tmp_path):
-    student = create_model("resnet8", num_classes=NUM_CLASSES)
+def test_token_feature_teacher(method, vit_teacher, deit_student, data, tmp_path):
+    student = create_model(deit_student if method in HEAD_METHODS else "resnet8", num_classes=NUM_CLASSES)
     teacher = create_model(vit_teacher).eval()
     if method in MAP_METHODS:
         with pytest.raises(IncompatibleSetupError) as err:

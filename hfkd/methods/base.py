@@ -54,11 +54,22 @@ class DistillationMethod(nn.Module):
     default_cls: ClassVar[float] = 1.0
     default_div: ClassVar[float] = 1.0
     default_beta: ClassVar[float] = 0.0
+    # the student head (a key of ``student_out.head_logits``) that the ``cls`` cross-entropy / the ``div`` KD term
+    # read; None: the student's logits. Building the method for a student without that head is refused.
+    ce_head: ClassVar[str | None] = None
+    kd_head: ClassVar[str | None] = None
     # which feature lists the method reads; the trainer only collects features when asked to
     needs_student_features: ClassVar[bool] = False
     needs_teacher_features: ClassVar[bool] = False
     # whether ``predict`` reads the student's features (evaluation then collects them; the teacher never runs)
     predict_needs_features: ClassVar[bool] = False
+
+    @classmethod
+    def default_weights(cls, config: Any) -> tuple[float, float, float]:
+        """(cls, div, beta) for the weights the recipe leaves unset: the class's ``default_cls`` / ``default_div`` /
+        ``default_beta``; a method whose paper's weights depend on one of its settings (DeiT: hard or soft) reads
+        ``config`` (a ``DistillationConfig``)."""
+        return cls.default_cls, cls.default_div, cls.default_beta
 
     @classmethod
     def build(

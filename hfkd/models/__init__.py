@@ -4,6 +4,7 @@ from transformers import AutoConfig, AutoModelForImageClassification
 
 from . import zoo  # noqa: F401  (registers the zoo names)
 from .configuration_hfkd import HfkdConfig
+from .deit_adapter import DeiTFeatureClassifier
 from .factory import create_model
 from .feature_classifier import FeatureClassifier
 from .modeling_hfkd import HfkdForImageClassification
@@ -27,6 +28,7 @@ HfkdForImageClassification.register_for_auto_class("AutoModelForImageClassificat
 __all__ = [
     "CheckpointInfo",
     "ClassifierOutput",
+    "DeiTFeatureClassifier",
     "FeatureClassifier",
     "HfkdConfig",
     "HfkdForImageClassification",

@@ -9,6 +9,7 @@ from pathlib import Path
 from torch import nn
 
 from ..errors import ModelLoadError
+from .deit_adapter import DeiTFeatureClassifier
 from .modeling_hfkd import TIMM_PREFIX, HfkdForImageClassification, build_architecture
 from .preprocessing import from_timm_config, load_declared_preprocessing
 from .provenance import ModelProvenance, attach_provenance, provenance_of
@@ -131,6 +132,15 @@ def _read_config(name_or_path: str, trust_remote_code: bool, where: str) -> dict
         raise ModelLoadError(f"could not read the config of {where}: {str(err).strip().splitlines()[0]}") from err
 
 
+def _feature_classifier(hf_model: nn.Module) -> TransformersFeatureClassifier:
+    """The adapter for a transformers image classifier: a DeiT with a distillation token has two heads and its own."""
+    from transformers import DeiTForImageClassificationWithTeacher
+
+    if isinstance(hf_model, DeiTForImageClassificationWithTeacher):
+        return DeiTFeatureClassifier(hf_model)
+    return TransformersFeatureClassifier(hf_model)
+
+
 def _load_pretrained(name_or_path: str, num_classes: int | None, trust_remote_code: bool, where: str) -> nn.Module:
     """An hfkd export, a timm checkpoint or a transformers image classifier, from a directory or the Hub."""
     from transformers import AutoConfig, AutoModelForImageClassification
@@ -159,7 +169,7 @@ def _load_pretrained(name_or_path: str, num_classes: int | None, trust_remote_co
                 if num_classes:
                     hf_config.num_labels = num_classes
                 hf_model = AutoModelForImageClassification.from_config(hf_config, trust_remote_code=trust_remote_code)
-            model = TransformersFeatureClassifier(hf_model)
+            model = _feature_classifier(hf_model)
             architecture = None  # exported as the native transformers model
     except ModelLoadError:
         raise

@@ -13,10 +13,15 @@ class ClassifierOutput:
 
     ``feats`` is ``[f0 (stem), f1 .. fL (stage outputs), pooled (2-D)]``, so ``feats[-1]`` is the vector the
     classifier consumes, ``feats[-2]`` the last stage map and ``feats[1:-1]`` every stage map.
+
+    ``head_logits`` are the logits of a model's separate heads, by name, when it has several (a DeiT with a
+    distillation token: ``{"cls": ..., "distillation": ...}``, each ``[B, num_classes]``; ``logits`` is then the
+    model's own combination of them); None for a model with one head.
     """
 
     logits: torch.Tensor
     feats: list[torch.Tensor] | None = None
+    head_logits: dict[str, torch.Tensor] | None = None
 
     @property
     def pooled(self) -> torch.Tensor:

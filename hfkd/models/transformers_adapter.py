@@ -12,16 +12,17 @@ class TransformersFeatureClassifier(nn.Module):
     """Wraps an ``AutoModelForImageClassification`` model.
 
     ``feats`` are the model's hidden states followed by the pooled vector its classifier consumes (captured with a
-    forward pre-hook on ``model.classifier``, so ``classifier(pooled) == logits`` for any architecture). For CNNs
-    (ResNet, ConvNeXt) the hidden states are the stem and stage maps, matching spec section 1.1; for ViTs they are
-    token sequences ``[B, N, D]``, which methods that need feature maps reject with a clear error.
+    forward pre-hook on ``classifier``, so ``classifier(pooled) == logits`` for any architecture with one head). For
+    CNNs (ResNet, ConvNeXt) the hidden states are the stem and stage maps, matching spec section 1.1; for ViTs they are
+    token sequences ``[B, N, D]``, which methods that need feature maps reject with a clear error. A DeiT with a
+    distillation token has two heads and its own adapter, ``DeiTFeatureClassifier``.
     """
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = model
         self._pooled: torch.Tensor | None = None
-        self.model.classifier.register_forward_pre_hook(self._capture_pooled)
+        self.classifier.register_forward_pre_hook(self._capture_pooled)
 
     def _capture_pooled(self, module: nn.Module, args: tuple) -> None:
         self._pooled = args[0]
