@@ -14,6 +14,9 @@ from pathlib import Path
 
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
+from .errors import UnreadableFileError
+from .readable_files import check_safetensors, check_torch_archive, read_json
+
 logger = logging.getLogger(__name__)
 _CHECKPOINT = re.compile(rf"^{PREFIX_CHECKPOINT_DIR}-(\d+)$")
 TRAINER_STATE = "trainer_state.json"
@@ -45,3 +48,29 @@ def latest_complete_checkpoint(output_dir: str | Path) -> Path | None:
             return path
         logger.warning("%s is incomplete (the run was stopped while saving it); it is skipped", path)
     return None
+
+
+def check_checkpoint_files(checkpoint: str | Path) -> None:
+    """Every file of a checkpoint about to be resumed is whole, and its weights and buffers are finite.
+
+    JSON parses, ``.safetensors`` files hold every byte their header promises, PyTorch files (optimizer, scheduler,
+    RNG states) are whole zip archives whose checksums match. Raises ``UnreadableFileError`` naming the first bad
+    file, before the run loads or writes anything (transformers would fail mid-resume with the library's error).
+    """
+    import torch
+    from safetensors.torch import load_file
+
+    checkpoint = Path(checkpoint)
+    for path in sorted(checkpoint.iterdir()):
+        if path.suffix == ".json":
+            read_json(path, "checkpoint file")
+        elif path.suffix == ".safetensors":
+            check_safetensors(path, "checkpoint file")
+            for name, tensor in load_file(path).items():
+                if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+                    raise UnreadableFileError(
+                        f"checkpoint file {str(path)!r} holds non-finite values (in {name}); resume from an "
+                        f"earlier checkpoint"
+                    )
+        elif path.suffix in (".pt", ".pth", ".bin"):
+            check_torch_archive(path, "checkpoint file")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .errors import HfkdError
+from .errors import HfkdError, describe_os_error
 
 USAGE = """usage: hfkd {train,push,convert,sweep} ...
 
@@ -40,12 +40,10 @@ def _convert(argv: list[str]) -> int:
                         help="the normalisation the reference trained with")
     parser.add_argument("--class_names", default=None, help="a text file with one class name per line")
     args = parser.parse_args(argv)
-    from pathlib import Path
-
     from .convert import convert_reference_checkpoint
+    from .readable_files import read_text_lines
 
-    names = Path(args.class_names).read_text().split("\n") if args.class_names else None
-    names = [n for n in names if n.strip()] if names else None
+    names = read_text_lines(args.class_names, "class-names file") if args.class_names else None
     output = convert_reference_checkpoint(args.checkpoint, args.output_dir, args.arch, names, args.dataset)
     print(f"wrote {output}")
     return 0
@@ -74,6 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     except HfkdError as err:
         print(f"hfkd: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # disk full, permission denied, ... while writing: not the user's input, so exit 1
+        print(f"hfkd: error: {describe_os_error(err)}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

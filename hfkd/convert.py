@@ -7,6 +7,7 @@ from pathlib import Path
 from .data.normalization import KNOWN_STATISTICS
 from .data.transforms import eval_image_processor
 from .errors import RecipeError
+from .output_folder import check_writable_folder
 from .model_card import ModelCardContext, ModelDescription, write_model_card
 from .models import HfkdConfig, HfkdForImageClassification, load_reference_checkpoint, provenance_of
 from .models.modeling_hfkd import TIMM_PREFIX
@@ -25,8 +26,11 @@ def convert_reference_checkpoint(
     ``imagenet`` (SimKD's ImageNet ResNets, resize 256 + crop 224). The output folder must not hold files already.
     """
     output_dir = Path(output_dir)
+    if output_dir.exists() and not output_dir.is_dir():
+        raise RecipeError(f"output folder {str(output_dir)!r} is a file; choose a new folder")
     if output_dir.exists() and any(output_dir.iterdir()):
         raise RecipeError(f"output folder {str(output_dir)!r} is not empty; choose a new folder")
+    check_writable_folder(output_dir, "output folder")
     if dataset not in ("cifar100", "imagenet"):
         raise RecipeError(f"dataset {dataset!r} is not one of 'cifar100', 'imagenet'")
     model = load_reference_checkpoint(checkpoint, arch=arch)

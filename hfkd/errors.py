@@ -1,8 +1,17 @@
 """Errors a user can cause. Each carries one sentence naming the bad value and what would be valid."""
 
+from __future__ import annotations
+
 
 class HfkdError(Exception):
     """Base of every user-facing hfkd error; the CLI prints its message without a traceback."""
+
+    def __init__(self, *args, message: str | None = None) -> None:
+        # torch's DataLoader re-raises a worker's exception as ``type(message=<worker traceback>)``: keep the
+        # sentence, which is the traceback's last line after the exception's name
+        if message is not None:
+            args = (message.rstrip().splitlines()[-1].split(": ", 1)[-1],)
+        super().__init__(*args)
 
 
 class RecipeError(HfkdError, ValueError):
@@ -27,3 +36,14 @@ class HubError(HfkdError, RuntimeError):
 
 class NonFiniteLossError(HfkdError, RuntimeError):
     """A loss term became nan or inf; training stopped without writing a checkpoint after it."""
+
+
+class UnreadableFileError(HfkdError, ValueError):
+    """A file hfkd opens is missing, truncated, corrupt or not of the kind expected; the message names the file."""
+
+
+def describe_os_error(err: OSError) -> str:
+    """One sentence for an operating-system error (disk full, permission denied, ...) naming the path it hit."""
+    reason = err.strerror or str(err).strip().splitlines()[0] or type(err).__name__
+    path = err.filename if err.filename is not None else None
+    return f"{reason}: {str(path)!r}" if path is not None else reason

@@ -13,17 +13,14 @@ from pathlib import Path
 
 from torch import nn
 
-from .checkpoints import is_complete, latest_complete_checkpoint
+from .checkpoints import check_checkpoint_files, is_complete, latest_complete_checkpoint
 from .errors import IncompatibleSetupError, RecipeError
+from .output_folder import check_output_dir, check_resumed_run
 from .methods import NO_DISTILLATION
 from .models import provenance_of
 from .schedule import milestone_epochs
 
 logger = logging.getLogger(__name__)
-
-# files whose presence means output_dir already holds a run (an export or a checkpoint)
-RUN_MARKERS = ("model.safetensors", "config.json")
-
 
 def require_teacher(method: str, has_teacher: bool) -> None:
     """Every method but ``none`` distils from a teacher."""
@@ -39,7 +36,11 @@ def resume_target(output_dir: str, value: str | bool | None) -> str | None:
     if value is True or str(value).lower() == "true":
         latest = latest_complete_checkpoint(output_dir)
         if latest is None:
-            raise RecipeError(f"resume_from_checkpoint is true but {output_dir!r} holds no complete checkpoint-* folder")
+            raise RecipeError(
+                f"resume_from_checkpoint is true but {output_dir!r} holds no complete checkpoint-* folder; run "
+                f"without --resume_from_checkpoint to train from the start"
+            )
+        check_checkpoint_files(latest)
         return str(latest)
     if not Path(value).is_dir():
         raise RecipeError(f"resume_from_checkpoint {value!r} is not a checkpoint directory")
@@ -48,27 +49,18 @@ def resume_target(output_dir: str, value: str | bool | None) -> str | None:
             f"checkpoint {value!r} is incomplete (the run was stopped while saving it); resume from an earlier one "
             f"or with --resume_from_checkpoint true"
         )
+    check_checkpoint_files(value)
     return str(value)
 
 
-def check_output_dir(output_dir: str, overwrite: bool, resuming: bool) -> None:
-    """Never train over a finished or interrupted run unless asked to resume it or to overwrite it."""
-    folder = Path(output_dir)
-    if resuming or overwrite or not folder.is_dir():
-        return
-    previous = [p.name for p in folder.iterdir() if p.name in RUN_MARKERS] + [p.name for p in folder.glob("checkpoint-*")]
-    if previous:
-        raise RecipeError(
-            f"output_dir {str(folder)!r} already holds a run ({', '.join(sorted(previous)[:3])}); resume it with "
-            f"--resume_from_checkpoint true, pick another output_dir, or pass --overwrite_output_dir true"
-        )
-
-
-def check_run_target(model_args, args) -> str | None:
-    """The checks a recipe run passes before anything is loaded; returns the checkpoint to resume from, if any."""
+def check_run_target(model_args, args, resolved: dict | None = None) -> str | None:
+    """The checks a recipe run passes before anything is loaded or written; returns the checkpoint to resume from,
+    if any. ``resolved`` (the run's resolved recipe) is checked against the recipe of the run it resumes."""
     require_teacher(args.method, model_args.teacher is not None)
     resume = resume_target(args.output_dir, args.resume_from_checkpoint)
     check_output_dir(args.output_dir, args.overwrite_output_dir, resuming=resume is not None)
+    if resume is not None and resolved is not None:
+        check_resumed_run(args.output_dir, resolved)
     return resume
 
 

@@ -17,11 +17,12 @@ from transformers import set_seed
 
 from .data import load_splits, prepare_datasets
 from .distillation_model import resolve_loss_weights
-from .errors import HfkdError
+from .errors import HfkdError, describe_os_error
 from .hub import push_at_end
 from .launch import set_cpu_threads
 from .methods import NO_DISTILLATION
 from .model_card import ModelCardContext
+from .output_folder import check_output_dir, finished_results
 from .models import Preprocessing, adapt_teacher_inputs, create_model, provenance_of
 from .recipe import RunSpec, load_recipe, resolved_recipe, write_resolved_recipe
 from .results import summarize_evaluations, write_results
@@ -88,7 +89,8 @@ def card_context(run: RunSpec, splits, teacher: nn.Module | None, earlier: list[
 def run_stage(run: RunSpec, earlier: list[dict] | None = None) -> dict:
     """Train one run of a recipe; ``earlier`` are the results rows of the recipe's earlier stages (for the card)."""
     model_args, data_args, args = run.model_args, run.data_args, run.training_args
-    resume = check_run_target(model_args, args)
+    weights = resolve_loss_weights(args)
+    resume = check_run_target(model_args, args, resolved_recipe(run, weights))
     set_seed(args.seed)  # before the student is built, so its initialisation follows the seed
     set_cpu_threads(args)
     if args.process_index == 0:
@@ -101,7 +103,6 @@ def run_stage(run: RunSpec, earlier: list[dict] | None = None) -> dict:
     declared = provenance_of(student).preprocessing
     data = prepare_datasets(data_args, splits, model_preprocessing=declared)
     teacher = load_teacher(model_args, data) if args.method != NO_DISTILLATION else None
-    weights = resolve_loss_weights(args)
 
     trainer = DistillationTrainer(
         model=student,
@@ -142,10 +143,36 @@ def run_recipe(path: str, overrides: list[str]) -> str | None:
     from accelerate import PartialState
 
     recipe = load_recipe(path, overrides)
+    finished = check_output_folders(recipe)
     rows: list[dict] = []
     for run in recipe.runs:
+        if finished.get(run.name) is not None:  # kept from an earlier run of this recipe, not trained again
+            if PartialState().is_main_process:
+                print(f"hfkd: stage {run.name}: finished earlier in {run.training_args.output_dir}, kept "
+                      f"(--overwrite_output_dir true trains it again)", flush=True)
+            rows.append(finished[run.name])
+            continue
         rows.append(run_stage(run, earlier=rows))
     return write_results(rows, recipe.output_dir) if PartialState().is_main_process else None
+
+
+def check_output_folders(recipe) -> dict[str, dict | None]:
+    """Every folder the recipe writes, checked before its first stage trains (``hfkd.output_folder``); returns each
+    stage's results row when an earlier run of the same recipe finished it (those stages are kept, not retrained)."""
+    finished = {}
+    for run in recipe.runs:
+        args = run.training_args
+        resolved = resolved_recipe(run, resolve_loss_weights(args))
+        row = finished_results(args.output_dir, run.name, resolved) if not args.overwrite_output_dir else None
+        finished[run.name] = row
+        if row is None and args.resume_from_checkpoint in (None, False, "false", "False"):
+            check_output_dir(args.output_dir, args.overwrite_output_dir, resuming=False)
+    stages = tuple(Path(run.training_args.output_dir).name for run in recipe.runs
+                   if Path(run.training_args.output_dir).parent.resolve() == Path(recipe.output_dir).resolve())
+    if len(recipe.runs) > 1:
+        overwrite = any(run.training_args.overwrite_output_dir for run in recipe.runs)
+        check_output_dir(recipe.output_dir, overwrite, resuming=False, what="the recipe's output_dir", stages=stages)
+    return finished
 
 
 def _quiet_loading_bars() -> None:
@@ -171,6 +198,9 @@ def main(argv: list[str] | None = None) -> int:
     except HfkdError as err:
         print(f"hfkd: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # disk full or a lost mount mid-run: not a bad input, so exit 1 (no traceback either)
+        print(f"hfkd: error: training stopped: {describe_os_error(err)}", file=sys.stderr)
+        return 1
     if table is not None:
         print("\n" + table)
     return 0

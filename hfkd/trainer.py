@@ -12,6 +12,7 @@ schedule (callbacks), the export, the model card and the Hub.
 from __future__ import annotations
 
 import logging
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from .config import DistillationConfig
 from .data.collate import collate_image_batch, example_batch
 from .distillation_model import DistillationModel, LossWeights, resolve_loss_weights
+from .errors import HfkdError, UnreadableFileError
 from .export import distillation_record, export_student
 from .hub import push_training_snapshot, repo_creation_error
 from .launch import launch_arguments
@@ -40,6 +42,22 @@ from .teacher_check import TeacherCheck, measure_teacher_top1
 logger = logging.getLogger(__name__)
 
 __all__ = ["DistillationTrainer", "example_batch"]
+
+
+@contextmanager
+def _resuming(checkpoint: str | None, part: str):
+    """Turn a failure to load ``part`` of ``checkpoint`` (a file from another run, a changed recipe) into one
+    sentence; the checkpoint's files were checked to be whole before training (``check_checkpoint_files``)."""
+    try:
+        yield
+    except HfkdError:
+        raise
+    except Exception as err:  # noqa: BLE001  torch and transformers raise ValueError, RuntimeError, KeyError ...
+        first = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
+        raise UnreadableFileError(
+            f"checkpoint {str(checkpoint)!r} does not fit this run: {part} could not be loaded ({first}); resume "
+            f"with the recipe that wrote it, or from another checkpoint"
+        ) from None
 
 
 class DatasetEpoch(TrainerCallback):
@@ -140,6 +158,15 @@ class DistillationTrainer(Trainer):
     def check_teacher(self) -> float | None:
         """Measure the teacher's top-1 now (what the train-begin check does); warns when it is near chance."""
         return measure_teacher_top1(self)
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model: nn.Module | None = None) -> None:
+        """Transformers' load, with a checkpoint that does not fit this run named in one sentence."""
+        with _resuming(resume_from_checkpoint, "its weights"):
+            super()._load_from_checkpoint(resume_from_checkpoint, model)
+
+    def _load_optimizer_and_scheduler(self, checkpoint: str | None) -> None:
+        with _resuming(checkpoint, "its optimizer or scheduler state"):
+            super()._load_optimizer_and_scheduler(checkpoint)
 
     def train(self, resume_from_checkpoint: str | bool | None = None, **kwargs: Any):
         """Trainer.train, where ``resume_from_checkpoint=True`` means the newest *complete* checkpoint."""

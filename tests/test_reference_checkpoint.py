@@ -7,7 +7,7 @@ import argparse
 import pytest
 import torch
 
-from hfkd.errors import ModelLoadError
+from hfkd.errors import ModelLoadError, UnreadableFileError
 from hfkd.models import CheckpointInfo, create_model, infer_reference_arch, load_reference_checkpoint, provenance_of
 
 
@@ -66,7 +66,7 @@ def test_pickled_namespace_needs_weights_only_alternative(tmp_path):
     # RepDistiller's *_last.pth stores the argparse Namespace next to the weights (spec 4.3)
     path, _ = save_reference(tmp_path / "resnet8x4_vanilla", "resnet8x4", "resnet8x4_last.pth",
                              opt=argparse.Namespace(lr=0.05))
-    with pytest.raises(ModelLoadError, match="only pickle can read .* use the \\*_best.pth"):
+    with pytest.raises(UnreadableFileError, match="stores Python objects besides tensors.* use the \\*_best.pth"):
         load_reference_checkpoint(path)
 
 
@@ -83,5 +83,5 @@ def test_not_a_reference_file(tmp_path):
     torch.save(create_model("resnet8x4").state_dict(), path)
     with pytest.raises(ModelLoadError, match="expected a dict with a 'model' state_dict"):
         load_reference_checkpoint(path)
-    with pytest.raises(ModelLoadError, match="does not exist"):
+    with pytest.raises(UnreadableFileError, match="does not exist"):
         load_reference_checkpoint(tmp_path / "missing" / "x.pth")

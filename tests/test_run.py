@@ -61,10 +61,16 @@ def test_existing_outputs_are_never_overwritten_silently(tiny_recipe, capsys):
     assert main([str(recipe), "--num_train_epochs", "1"]) == 0
     before = {p: p.read_bytes() for p in (out / "teacher").iterdir()}
     capsys.readouterr()
-    assert main([str(recipe), "--num_train_epochs", "1"]) == 2
+    # the same recipe again: its finished stages are kept, not trained again
+    assert main([str(recipe), "--num_train_epochs", "1"]) == 0
+    assert "hfkd: stage teacher: finished earlier in" in capsys.readouterr().out
+    assert {p: p.read_bytes() for p in (out / "teacher").iterdir()} == before
+    # another recipe into the same folders: refused, with advice that works (no checkpoint, so no resume advice)
+    assert main([str(recipe), "--num_train_epochs", "2"]) == 2
     error = capsys.readouterr().err.strip()
     assert error.count("\n") == 0
     assert "already holds a run" in error and "--overwrite_output_dir true" in error
+    assert "resume" not in error
     assert {p: p.read_bytes() for p in (out / "teacher").iterdir()} == before
 
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import difflib
-import json
 from pathlib import Path
 
 from torch import nn
 
-from ..errors import ModelLoadError
+from ..errors import ModelLoadError, UnreadableFileError
+from ..readable_files import check_safetensors, check_torch_archive, read_json
 from .deit_adapter import DeiTFeatureClassifier
 from .modeling_hfkd import TIMM_PREFIX, HfkdForImageClassification, build_architecture
 from .preprocessing import from_timm_config, load_declared_preprocessing
@@ -123,13 +123,29 @@ def _read_config(name_or_path: str, trust_remote_code: bool, where: str) -> dict
     if Path(name_or_path).is_dir():
         if not local.is_file():
             raise ModelLoadError(f"{where} has no config.json, so it is not a saved model")
-        return json.loads(local.read_text())
+        check_model_files(Path(name_or_path))
+        config = read_json(local, "the model config")
+        if not isinstance(config, dict):
+            raise UnreadableFileError(f"the model config {str(local)!r} holds a JSON {type(config).__name__}, not an object")
+        return config
     from transformers import AutoConfig
 
     try:
         return AutoConfig.from_pretrained(name_or_path, trust_remote_code=trust_remote_code).to_dict()
     except Exception as err:  # offline, missing repo, gated: huggingface_hub raises many types
         raise ModelLoadError(f"could not read the config of {where}: {str(err).strip().splitlines()[0]}") from err
+
+
+def check_model_files(folder: Path) -> None:
+    """The files a saved model's loader reads are whole: JSON that parses, safetensors and PyTorch archives that
+    are not truncated. Raises ``UnreadableFileError`` naming the first bad file (the libraries' own errors name
+    neither the file nor the problem)."""
+    for path in sorted(folder.glob("*.json")):
+        read_json(path, "the model file")
+    for path in sorted(folder.glob("*.safetensors")):
+        check_safetensors(path, "the model weights")
+    for path in sorted(folder.glob("*.bin")):
+        check_torch_archive(path, "the model weights")
 
 
 def _feature_classifier(hf_model: nn.Module) -> TransformersFeatureClassifier:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pickle
 import re
 from pathlib import Path
 
@@ -10,6 +9,7 @@ import torch
 from torch import nn
 
 from ..errors import ModelLoadError
+from ..readable_files import load_torch_file
 from .provenance import CheckpointInfo, ModelProvenance, attach_provenance
 from .registry import is_zoo_model, list_zoo_models, zoo_entrypoint
 
@@ -34,15 +34,12 @@ def infer_reference_arch(path: str | Path) -> str | None:
 
 
 def _read_state_dict(path: Path) -> dict:
-    if not path.is_file():
-        raise ModelLoadError(f"reference checkpoint {str(path)!r} does not exist")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        raise ModelLoadError(
-            f"{str(path)!r} stores Python objects that only pickle can read (RepDistiller's *_last.pth keeps an "
-            f"argparse Namespace); hfkd loads weights only, so use the *_best.pth or ckpt_epoch_*.pth file"
-        ) from err
+    # only a well-formed pickle of other objects gets the advice (a corrupt *_best.pth is named as corrupt)
+    checkpoint = load_torch_file(
+        path, "reference checkpoint",
+        objects_hint=" (RepDistiller's *_last.pth keeps an argparse Namespace); use the *_best.pth or "
+                     "ckpt_epoch_*.pth file, which hold weights only",
+    )
     if not isinstance(checkpoint, dict) or "model" not in checkpoint:
         keys = list(checkpoint)[:5] if isinstance(checkpoint, dict) else type(checkpoint).__name__
         raise ModelLoadError(
