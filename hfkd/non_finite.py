@@ -5,6 +5,12 @@ The trainer records every step's loss terms with :meth:`NonFiniteLossGuard.recor
 ``NonFiniteLossError`` at the end of a step on the CPU (where reading is free), and on an accelerator every
 ``check_every`` steps and whenever the Trainer is about to log or save, so no checkpoint is written after a nan or
 inf loss.
+
+A finite loss does not make a checkpoint safe: BatchNorm's running statistics are updated in the forward pass and
+can overflow to inf while the loss still reads finite (and parameters can follow one step later). So whenever the
+Trainer is about to save (and at the end of training, before the export), every floating-point parameter and buffer
+of the trained model is checked too; a checkpoint is only written, and only named as the one to resume from, when
+all of them are finite.
 """
 
 from __future__ import annotations
@@ -54,13 +60,34 @@ class NonFiniteLossGuard(TrainerCallback):
             f"lower the learning rate or the term's weight, or check the data"
         )
 
-    def _check(self, args, state, control) -> None:
+    def raise_if_weights_non_finite(self, model, step: int, output_dir: str) -> None:
+        """Raise ``NonFiniteLossError`` when a floating-point parameter or buffer of ``model`` holds nan or inf
+        (one read-back for the whole model)."""
+        tensors = [(n, t) for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_floating_point()]
+        if not tensors or bool(torch.stack([torch.isfinite(t).all() for _, t in tensors]).all()):
+            return
+        name = next(n for n, t in tensors if not bool(torch.isfinite(t).all()))
+        latest = latest_complete_checkpoint(output_dir)
+        kept = f"the last checkpoint, {latest}, is from before it" if latest else "no checkpoint was written"
+        raise NonFiniteLossError(
+            f"training stopped: the model's {name} became nan or inf by step {step} (the loss was still finite); "
+            f"{kept}; lower the learning rate or check the data"
+        )
+
+    def _check(self, args, state, control, model=None) -> None:
         due = args.device.type == "cpu" or state.global_step % self.check_every == 0
         if due or control.should_save or control.should_log:
             self.raise_if_non_finite(args.output_dir)
+        if control.should_save and model is not None:
+            self.raise_if_weights_non_finite(model, state.global_step, args.output_dir)
 
-    def on_step_end(self, args, state, control, **kwargs):
-        self._check(args, state, control)
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        self._check(args, state, control, model)
 
-    def on_epoch_end(self, args, state, control, **kwargs):
-        self._check(args, state, control)
+    def on_epoch_end(self, args, state, control, model=None, **kwargs):
+        self._check(args, state, control, model)
+
+    def on_train_end(self, args, state, control, model=None, **kwargs):
+        self.raise_if_non_finite(args.output_dir)
+        if model is not None:  # before the export is written
+            self.raise_if_weights_non_finite(model, state.global_step, args.output_dir)

@@ -140,3 +140,45 @@ def check_report_to(report_to: list[str] | str | None) -> None:
                 f"report_to {name} needs the {module} package, which is not installed; pip install 'hfkd[{extra}]' "
                 f"(or drop {name} from report_to)"
             )
+
+
+def smallest_training_batch(num_examples: int, batch_size: int, world_size: int = 1, drop_last: bool = False,
+                            even_batches: bool = True) -> int:
+    """The fewest examples one process receives in a training batch of an epoch of ``num_examples``.
+
+    One process: the last batch holds ``num_examples % batch_size`` (dropped with ``drop_last``). Several: the
+    dataset is dealt out in per-process batches (accelerate's ``BatchSamplerShard``), and with ``even_batches`` (the
+    default) the last round is completed from the start of the epoch, so each process gets ``batch_size``.
+    """
+    full, rest = divmod(num_examples, batch_size)
+    if rest == 0 or drop_last:
+        return batch_size if full else 0
+    if world_size == 1:
+        return rest
+    if even_batches:
+        return batch_size
+    last_round = num_examples % (batch_size * world_size)  # dealt out batch_size at a time; some processes get less
+    sizes = [min(batch_size, last_round - k * batch_size) for k in range(world_size)]
+    return min([s for s in sizes if s > 0] or [batch_size])
+
+
+def check_batch_sizes(args, num_examples: int) -> None:
+    """No process trains on a batch of one example: BatchNorm (in most students and in SRRL's connector) cannot
+    normalise one value per channel, and the relational losses (RKD, SP, CC, PKT, CRD) compare examples within a
+    batch. Applies to every method and student alike, so the rule does not depend on the model; one sentence with
+    the fix otherwise."""
+    accelerator_config = getattr(args, "accelerator_config", None)
+    even = getattr(accelerator_config, "even_batches", True) if accelerator_config is not None else True
+    batch = args.per_device_train_batch_size
+    smallest = smallest_training_batch(num_examples, batch, args.world_size, args.dataloader_drop_last, even)
+    if smallest == 1:
+        if batch == 1:
+            raise RecipeError(
+                "per_device_train_batch_size 1 gives batches of one example, which BatchNorm and the relational "
+                "losses cannot train on; use 2 or more"
+            )
+        raise RecipeError(
+            f"the last training batch of each epoch would hold 1 example ({num_examples} examples in batches of "
+            f"{batch}), which BatchNorm and the relational losses cannot train on; set dataloader_drop_last: true or "
+            f"another per_device_train_batch_size"
+        )

@@ -36,7 +36,7 @@ from .models import provenance_of
 from .non_finite import NonFiniteLossGuard
 from .results import summarize_evaluations
 from .schedule import EpochLength, EpochMilestoneLR, milestone_epochs
-from .setup_checks import check_models, check_report_to, resume_target, warn_about_schedule
+from .setup_checks import check_batch_sizes, check_models, check_report_to, resume_target, warn_about_schedule
 from .teacher_check import TeacherCheck, measure_teacher_top1
 
 logger = logging.getLogger(__name__)
@@ -113,6 +113,8 @@ class DistillationTrainer(Trainer):
         warn_about_schedule(args)
         if train_dataset is not None and args.method in METHODS:
             train_dataset = METHODS[args.method].prepare_train_dataset(train_dataset, args)
+        if train_dataset is not None and hasattr(train_dataset, "__len__"):
+            check_batch_sizes(args, len(train_dataset))
         if not isinstance(model, DistillationModel):
             weights = loss_weights or resolve_loss_weights(args)
             batch = example_batch(train_dataset, data_collator) if train_dataset is not None else None

@@ -72,7 +72,7 @@ def test_a_near_chance_teacher_is_flagged_before_distillation(tmp_path, learnabl
         constant.fc.bias.copy_(torch.tensor([5.0, 0.0, 0.0, 0.0]))
     with caplog.at_level(logging.WARNING, logger="hfkd.trainer"):
         assert trainer_with(constant).check_teacher() == pytest.approx(25.0)
-    assert "near chance (25.0 % for 4 classes)" in caplog.text
+    assert "near chance (25.0 % for 4 classes; below 32.5 %" in caplog.text
 
     caplog.clear()
     good = create_model("resnet8", num_classes=4)

@@ -19,6 +19,7 @@ import torch
 from ..errors import DataError
 from .collate import collate_image_batch
 from .keyed_random import keyed_hash, keyed_integers
+from .shared_epoch import SharedEpoch
 
 logger = logging.getLogger(__name__)
 
@@ -221,7 +222,7 @@ class ContrastiveDataset(torch.utils.data.Dataset):
     ) -> None:
         self.dataset = dataset
         self.seed = seed
-        self.epoch = 0
+        self._epoch = SharedEpoch(0)  # read by DataLoader workers too, also persistent ones (``shared_epoch``)
         self.labels = training_labels(dataset) if labels is None else torch.as_tensor(labels).to(torch.int64)
         if len(self.labels) != len(dataset):
             raise DataError(f"CRD has {len(self.labels)} labels for a training set of {len(dataset)} examples")
@@ -239,9 +240,13 @@ class ContrastiveDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.dataset)
 
+    @property
+    def epoch(self) -> int:
+        return self._epoch.get()
+
     def set_epoch(self, epoch: int) -> None:
         """The epoch the next batches belong to (for the keyed draws); forwarded to the wrapped dataset."""
-        self.epoch = int(epoch)
+        self._epoch.set(epoch)
         if hasattr(self.dataset, "set_epoch"):
             self.dataset.set_epoch(epoch)
 

@@ -2,32 +2,34 @@
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable
 
 import datasets
 import numpy as np
 import torch
-from PIL import Image
 
 from ..errors import DataError
+from .images import decode_rgb, describe_row, open_image
+from .shared_epoch import SharedEpoch
 
 
-def decode_images(dataset: datasets.Dataset, image_column: str) -> torch.Tensor:
-    """Every image of ``dataset`` as RGB uint8 ``[N, 3, H, W]``; all images must share one size."""
+def decode_images(dataset: datasets.Dataset, image_column: str, split: str = "train") -> torch.Tensor:
+    """Every image of ``dataset`` as RGB uint8 ``[N, 3, H, W]`` (16-bit grayscale by its bit depth, ``images.to_rgb``);
+    all images must share one size, which is checked from each header before its pixels are decoded. A bad image is
+    a ``DataError`` naming ``split`` and its row."""
     raw = dataset.cast_column(image_column, datasets.Image(decode=False))[image_column]
     arrays = []
-    for i, item in enumerate(raw):
-        source = io.BytesIO(item["bytes"]) if item.get("bytes") is not None else item["path"]
-        with Image.open(source) as image:
-            arrays.append(np.asarray(image.convert("RGB")))
-        if arrays[-1].shape != arrays[0].shape:
+    for row, item in enumerate(raw):
+        with open_image(item, split, row) as image:
+            size = image.size
+        if arrays and size != (arrays[0].shape[1], arrays[0].shape[0]):
             raise DataError(
-                f"image {i} is {arrays[-1].shape[1]}x{arrays[-1].shape[0]} but image 0 is "
+                f"{describe_row(split, row, item)} is {size[0]}x{size[1]} but row 0 is "
                 f"{arrays[0].shape[1]}x{arrays[0].shape[0]}; the 'cifar' preset needs one image size, use 'imagenet'"
             )
+        arrays.append(np.asarray(decode_rgb(item, split, row)))
     if not arrays:
-        raise DataError("the dataset split is empty")
+        raise DataError(f"the {split} split is empty")
     return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
 
 
@@ -54,10 +56,14 @@ class DecodedImageDataset(torch.utils.data.Dataset):
         self.transform = transform
         self.with_index = with_index
         self.on_device = on_device
-        self.epoch = 0
+        self._epoch = SharedEpoch(0)  # read by DataLoader workers too, also persistent ones (``shared_epoch``)
+
+    @property
+    def epoch(self) -> int:
+        return self._epoch.get()
 
     def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
+        self._epoch.set(epoch)
 
     def __len__(self) -> int:
         return len(self.labels)

@@ -5,10 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import datasets
 import torch
 
 from ..errors import DataError, RecipeError
 from .decoded import DecodedImageDataset, decode_images
+from .images import decode_rgb, open_image
 from .normalization import KNOWN_STATISTICS, compute_statistics, known_statistics
 from .sources import ClassificationSplits, load_splits
 from .transforms import (
@@ -75,15 +77,24 @@ def _check_labels(labels: torch.Tensor, num_classes: int, split: str) -> None:
         )
 
 
-def _per_image_transform(transform, image_column: str, label_column: str):
+ROW_COLUMN = "__hfkd_row"
+
+
+def _per_image_transform(transform, image_column: str, label_column: str, split: str):
+    """Decode (``images.decode_rgb``: by bit depth, a bad image named by split and row) and transform each image."""
+
     def apply(batch: dict[str, list[Any]]) -> dict[str, Any]:
-        out = {
-            "pixel_values": [transform(image) for image in batch[image_column]],
-            "labels": batch[label_column],
-        }
-        return out
+        images = [decode_rgb(item, split, row) for item, row in zip(batch[image_column], batch[ROW_COLUMN])]
+        return {"pixel_values": [transform(image) for image in images], "labels": batch[label_column]}
 
     return apply
+
+
+def _lazily_decoded(dataset, image_column: str, label_column: str, split: str, transform):
+    """``dataset`` decoding its images in the DataLoader (workers), with each example's row kept to name it."""
+    dataset = dataset.cast_column(image_column, datasets.Image(decode=False))
+    dataset = dataset.add_column(ROW_COLUMN, list(range(len(dataset))))
+    return dataset.with_transform(_per_image_transform(transform, image_column, label_column, split))
 
 
 def prepare_datasets(
@@ -98,7 +109,11 @@ def prepare_datasets(
     num_classes = len(splits.label_names)
     preset = data_args.transform_preset
     if preset == "auto":
-        width, height = splits.train[0][splits.image_column].size
+        raw = splits.train.cast_column(splits.image_column, datasets.Image(decode=False))
+        if len(raw) == 0:
+            raise DataError(f"the {splits.train_split} split is empty")
+        with open_image(raw[0][splits.image_column], splits.train_split, 0) as first:
+            width, height = first.size
         preset = "cifar" if max(width, height) <= SMALL_IMAGE_MAX_SIDE else "imagenet"
 
     train_labels = torch.as_tensor(splits.train[splits.label_column])
@@ -107,8 +122,8 @@ def prepare_datasets(
     _check_labels(eval_labels, num_classes, "eval")
 
     if preset == "cifar":
-        train_images = decode_images(splits.train, splits.image_column)
-        eval_images = decode_images(splits.eval, splits.image_column)
+        train_images = decode_images(splits.train, splits.image_column, splits.train_split)
+        eval_images = decode_images(splits.eval, splits.image_column, splits.eval_split)
         mean, std, source = _choose_statistics(data_args, splits.name, train_images, model_preprocessing)
         on_device = data_args.augment_on_device
         train = DecodedImageDataset(
@@ -119,10 +134,7 @@ def prepare_datasets(
     else:
         mean, std, source = _choose_statistics(data_args, splits.name, None, model_preprocessing)
         image_size = (model_preprocessing.size if model_preprocessing is not None else None) or 224
-        train = splits.train.with_transform(
-            _per_image_transform(imagenet_train_transform(mean, std, image_size), splits.image_column, splits.label_column)
-        )
-        evaluation = splits.eval.with_transform(
-            _per_image_transform(imagenet_eval_transform(mean, std, image_size), splits.image_column, splits.label_column)
-        )
+        columns = (splits.image_column, splits.label_column)
+        train = _lazily_decoded(splits.train, *columns, splits.train_split, imagenet_train_transform(mean, std, image_size))
+        evaluation = _lazily_decoded(splits.eval, *columns, splits.eval_split, imagenet_eval_transform(mean, std, image_size))
     return PreparedData(train, evaluation, splits.label_names, preset, image_size, mean, std, source, splits.name)

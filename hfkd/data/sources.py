@@ -36,9 +36,12 @@ def builtin_names() -> list[str]:
 def _load(data_args) -> datasets.DatasetDict:
     name = data_args.dataset_name
     if data_args.train_dir:
-        files = {"train": str(Path(data_args.train_dir) / "**")}
-        if data_args.validation_dir:
-            files["validation"] = str(Path(data_args.validation_dir) / "**")
+        files = {}
+        for split, key in (("train", "train_dir"), ("validation", "validation_dir")):
+            folder = getattr(data_args, key)
+            if folder:
+                _check_image_folder(Path(folder), key)
+                files[split] = str(Path(folder) / "**")
         return datasets.load_dataset("imagefolder", data_files=files)
     if name.startswith(BUILTIN_PREFIX):
         folder = BUILTIN_ROOT / name[len(BUILTIN_PREFIX) :]
@@ -55,6 +58,21 @@ def _load(data_args) -> datasets.DatasetDict:
     except Exception as err:  # datasets raises many types (offline, not found, bad config)
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise DataError(f"could not load dataset {name!r}: {first_line}") from err
+
+
+def _check_image_folder(folder: Path, key: str) -> None:
+    """An image folder (``train_dir`` / ``validation_dir``) exists and has one subfolder per class, at least two
+    (with one, ``datasets``' imagefolder makes no label column at all)."""
+    if not folder.exists():
+        raise DataError(f"{key} {str(folder)!r} does not exist")
+    if not folder.is_dir():
+        raise DataError(f"{key} {str(folder)!r} is a file; it must be a folder with one subfolder of images per class")
+    classes = [p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    if len(classes) < 2:
+        found = f"only the class folder {classes[0]!r}" if classes else "no class folders"
+        raise DataError(
+            f"{key} {str(folder)!r} has {found}; an image folder needs one subfolder of images per class, at least two"
+        )
 
 
 def _pick_eval_split(dataset: datasets.DatasetDict, data_args, name: str) -> str | None:
