@@ -6,11 +6,13 @@ from __future__ import annotations
 class HfkdError(Exception):
     """Base of every user-facing hfkd error; the CLI prints its message without a traceback."""
 
-    def __init__(self, *args, message: str | None = None) -> None:
-        # torch's DataLoader re-raises a worker's exception as ``type(message=<worker traceback>)``: keep the
-        # sentence, which is the traceback's last line after the exception's name
-        if message is not None:
-            args = (message.rstrip().splitlines()[-1].split(": ", 1)[-1],)
+    def __init__(self, *args) -> None:
+        # torch's DataLoader re-raises a worker's exception as ``type("Caught ... Original Traceback ...")``: keep
+        # the sentence, which is the traceback's last line after the exception's name
+        if len(args) == 1 and isinstance(args[0], str) and args[0].startswith("Caught "):
+            lines = args[0].rstrip().splitlines()
+            if len(lines) > 1 and lines[1].startswith("Original Traceback"):
+                args = (lines[-1].split(": ", 1)[-1],)
         super().__init__(*args)
 
 

@@ -37,8 +37,8 @@ def resume_target(output_dir: str, value: str | bool | None) -> str | None:
         latest = latest_complete_checkpoint(output_dir)
         if latest is None:
             raise RecipeError(
-                f"resume_from_checkpoint is true but {output_dir!r} holds no complete checkpoint-* folder; run "
-                f"without --resume_from_checkpoint to train from the start"
+                f"resume_from_checkpoint is true but {output_dir!r} holds no complete checkpoint-* folder; to "
+                f"train from the start, run without --resume_from_checkpoint and with --overwrite_output_dir true"
             )
         check_checkpoint_files(latest)
         return str(latest)

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from torch import nn
-from transformers import set_seed
+from transformers import TrainerCallback, set_seed
 
 from .data import load_splits, prepare_datasets
 from .distillation_model import resolve_loss_weights
@@ -86,6 +86,18 @@ def card_context(run: RunSpec, splits, teacher: nn.Module | None, earlier: list[
     )
 
 
+class WriteResolvedRecipe(TrainerCallback):
+    """Writes the run's ``recipe.yaml`` when training begins: after a resumed checkpoint has loaded, so a run that
+    fails to resume leaves the folder as it was."""
+
+    def __init__(self, run: RunSpec, weights) -> None:
+        self.run, self.weights = run, weights
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            write_resolved_recipe(self.run, loss_weights=self.weights)
+
+
 def run_stage(run: RunSpec, earlier: list[dict] | None = None) -> dict:
     """Train one run of a recipe; ``earlier`` are the results rows of the recipe's earlier stages (for the card)."""
     model_args, data_args, args = run.model_args, run.data_args, run.training_args
@@ -115,8 +127,7 @@ def run_stage(run: RunSpec, earlier: list[dict] | None = None) -> dict:
         card_context=card_context(run, splits, teacher, earlier or [], resolved_recipe(run, weights)),
         loss_weights=weights,
     )
-    if trainer.is_world_process_zero():
-        write_resolved_recipe(run, loss_weights=weights)
+    trainer.add_callback(WriteResolvedRecipe(run, weights))
     trainer.train(resume_from_checkpoint=resume)
     trainer.save_model()  # the clean export: config.json, model.safetensors (and preprocessor_config.json but for timm)
     trainer.create_model_card()  # README.md and training_curves.png

@@ -1,0 +1,55 @@
+"""Helpers for tests of refused inputs: run a command in-process, expect one sentence and an exit code, and compare
+every file around it byte for byte."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from tests.conftest import write_image_dataset
+
+
+def files_under(*folders: Path) -> dict[str, bytes]:
+    """Every file below ``folders`` (path -> bytes); a missing folder contributes nothing."""
+    found = {}
+    for folder in folders:
+        folder = Path(folder)
+        if folder.is_file():
+            found[str(folder)] = folder.read_bytes()
+        elif folder.is_dir():
+            found.update({str(p): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()})
+    return found
+
+
+def refusal(capsys, code: int, expected_code: int = 2) -> str:
+    """The one line a refused command printed on stderr (asserting exit code, prefix and a single line)."""
+    captured = capsys.readouterr()
+    assert code == expected_code, captured.err[-3000:]
+    error = captured.err.strip()
+    assert error.startswith("hfkd: error: "), error[-3000:]
+    assert error.count("\n") == 0 and "Traceback" not in error, error
+    return error
+
+
+def tiny_recipe(folder: Path, **keys) -> Path:
+    """A one-run recipe (resnet8, 64 + 32 images of 4 classes, 1 epoch of 2 steps) in ``folder``; ``keys`` override."""
+    data = folder / "data"
+    if not data.is_dir():
+        data.mkdir(parents=True)
+        write_image_dataset(data, splits={"train": 64, "test": 32})
+    recipe = {
+        "dataset_name": str(data),
+        "output_dir": str(folder / "out"),
+        "model_name_or_path": "resnet8",
+        "method": "none",
+        "num_train_epochs": 1,
+        "lr_decay_epochs": [],
+        "per_device_train_batch_size": 32,
+        "save_strategy": "no",
+        "disable_tqdm": True,
+        **keys,
+    }
+    path = folder / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe, sort_keys=False))
+    return path
