@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import datasets
 import yaml
 
 from tests.conftest import write_image_dataset
@@ -35,6 +36,7 @@ def refusal(capsys, code: int, expected_code: int = 2) -> str:
 def tiny_recipe(folder: Path, **keys) -> Path:
     """A one-run recipe (resnet8, 64 + 32 images of 4 classes, 1 epoch of 2 steps) in ``folder``; ``keys`` override."""
     data = folder / "data"
+    datasets.disable_progress_bars()  # as hfkd's commands do: stderr holds only what the command under test says
     if not data.is_dir():
         data.mkdir(parents=True)
         write_image_dataset(data, splits={"train": 64, "test": 32})
