@@ -7,10 +7,10 @@ from pathlib import Path
 from .data.normalization import KNOWN_STATISTICS
 from .data.transforms import eval_image_processor
 from .errors import RecipeError
-from .output_folder import check_writable_folder
 from .model_card import ModelCardContext, ModelDescription, write_model_card
 from .models import HfkdConfig, HfkdForImageClassification, load_reference_checkpoint, provenance_of
 from .models.modeling_hfkd import TIMM_PREFIX
+from .output_folder import check_writable_folder
 
 
 def convert_reference_checkpoint(

@@ -11,9 +11,8 @@ import re
 import shutil
 from pathlib import Path
 
-import yaml
-
 from .errors import HubError, RecipeError
+from .readable_files import read_yaml
 from .recipe import RESOLVED_RECIPE_NAME
 
 # never uploaded: the Trainer's checkpoints and private files (the same rule as Trainer.push_to_hub)
@@ -39,7 +38,8 @@ def default_repo_id(output_dir: Path) -> str:
     """The run's ``hub_model_id`` from its resolved recipe, else the folder name (in the user's namespace)."""
     recipe = output_dir / RESOLVED_RECIPE_NAME
     if recipe.is_file():
-        hub_model_id = (yaml.safe_load(recipe.read_text()) or {}).get("hub_model_id")
+        values = read_yaml(recipe, "the run's recipe")
+        hub_model_id = values.get("hub_model_id") if isinstance(values, dict) else None
         if hub_model_id:
             return hub_model_id
     return output_dir.resolve().name
@@ -67,6 +67,9 @@ def push_run(
             f"{str(output_dir)!r} is not a finished hfkd run (it needs config.json and model.safetensors); "
             f"train it first or point at the run's output_dir"
         )
+    from .models.factory import check_model_files
+
+    check_model_files(output_dir)  # a truncated or replaced file is named here, not uploaded
     repo_id = repo_id or default_repo_id(output_dir)
     retry = f"hfkd push {output_dir} --hub_model_id {repo_id}"
     try:

@@ -44,6 +44,22 @@ def read_json(path: str | Path, what: str) -> Any:
         ) from None
 
 
+def read_yaml(path: str | Path, what: str) -> Any:
+    """The YAML value in ``path`` (``yaml.safe_load``); a missing, non-UTF-8 or invalid file is one sentence."""
+    import yaml
+
+    path = require_file(path, what)
+    try:
+        return yaml.safe_load(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError:
+        raise UnreadableFileError(f"{what} {str(path)!r} is not a UTF-8 text file, so not YAML") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or "it does not parse"
+        raise UnreadableFileError(f"{what} {str(path)!r} is not valid YAML ({problem}{where})") from None
+
+
 def read_text_lines(path: str | Path, what: str) -> list[str]:
     """The non-blank lines of a UTF-8 text file, stripped."""
     path = require_file(path, what)

@@ -18,7 +18,7 @@ from PIL import Image
 from hfkd.cli import main as hfkd_main
 from hfkd.models import create_model
 from hfkd.run import main
-from tests.conftest import learnable_images, write_image_dataset
+from tests.conftest import learnable_images
 from tests.refusals import files_under, refusal, tiny_recipe
 
 # an unwritable place on any Linux machine, also for root (sysfs refuses new entries)
@@ -324,3 +324,40 @@ def test_a_disk_that_fills_up_while_saving_stops_in_one_sentence_and_keeps_the_l
     assert not (out / "checkpoint-2" / "trainer_state.json").exists()
     assert main([str(recipe), "--save_strategy", "steps", "--save_steps", "1", "--resume_from_checkpoint", "true"]) == 0
     assert (out / "model.safetensors").is_file()
+
+
+# ---- hfkd push and hfkd sweep read a finished run's files ---------------------------------------------------------
+
+@pytest.mark.parametrize("name, damage, expected", [
+    ("recipe.yaml", "yaml", "the run's recipe {path!r} is not valid YAML"),
+    ("config.json", "truncated", "the model file {path!r} is not valid JSON"),
+    ("model.safetensors", "truncated", "the model weights {path!r} is truncated, corrupt or not a safetensors file"),
+    ("results.json", "random bytes", "the model file {path!r} is not a UTF-8 text file"),
+])
+def test_push_names_a_damaged_file_and_uploads_nothing(finished_run, tmp_path, capsys, name, damage, expected):
+    _, out = finished_run
+    run = tmp_path / "run"
+    shutil.copytree(out, run, ignore=shutil.ignore_patterns("checkpoint-*"))
+    if damage == "yaml":
+        (run / name).write_text("output_dir: [unclosed\n")
+    else:
+        DAMAGES[damage](run / name)
+    before = files_under(run)
+    error = refusal(capsys, hfkd_main(["push", str(run)]))
+    assert expected.format(path=str(run / name)) in error
+    assert files_under(run) == before
+
+
+def test_sweep_report_names_a_damaged_results_file(tmp_path, capsys):
+    from hfkd.sweep import main as sweep_main
+    from hfkd.sweep.runner import RESULTS, run_folder
+
+    recipe = tiny_recipe(tmp_path)
+    results = run_folder(tmp_path / "sweep", recipe, 0) / RESULTS
+    results.parent.mkdir(parents=True)
+    results.write_text('[{"stage": "run", "top1_last": ')
+    before = files_under(tmp_path / "sweep")
+    error = refusal(capsys, sweep_main([str(recipe), "--seeds", "0", "--output_dir", str(tmp_path / "sweep"),
+                                        "--report_only"]))
+    assert f"sweep results file {str(results)!r} is not valid JSON" in error
+    assert files_under(tmp_path / "sweep") == before

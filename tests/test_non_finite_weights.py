@@ -5,7 +5,6 @@ checkpoint-3 as safe although it held infinite running variances, and a resume f
 from __future__ import annotations
 
 import re
-import shutil
 from pathlib import Path
 
 import pytest

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
+from ..readable_files import read_json
 from .table import display_order, mean_std
 
 
@@ -58,4 +58,4 @@ def plot_results(entries: list[dict[str, Any]], output_dir: Path) -> list[Path]:
 
 def _trainer_history(folder: Path) -> list[dict[str, Any]]:
     history = folder / "history.json"
-    return json.loads(history.read_text()) if history.is_file() else []
+    return read_json(history, "training history") if history.is_file() else []

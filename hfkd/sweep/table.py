@@ -8,13 +8,14 @@ import math
 from pathlib import Path
 from typing import Any
 
+from ..readable_files import read_json, read_yaml
 from ..results import format_cell, markdown_table
 from .runner import FAILED, RESULTS, run_folder
 
 
 def _stage_rows(run_dir: Path) -> list[dict[str, Any]]:
     """The results rows of a finished run (one per stage)."""
-    data = json.loads((run_dir / RESULTS).read_text())
+    data = read_json(run_dir / RESULTS, "sweep results file")
     return data if isinstance(data, list) else [data]
 
 
@@ -22,9 +23,7 @@ def _reference(run_dir: Path, stage_dir: Path) -> tuple[float | None, str | None
     recipe = stage_dir / "recipe.yaml"
     if not recipe.is_file():
         return None, None
-    import yaml
-
-    values = yaml.safe_load(recipe.read_text()) or {}
+    values = read_yaml(recipe, "resolved recipe") or {}
     return values.get("reference_top1"), values.get("reference_source")
 
 
@@ -35,7 +34,7 @@ def collect(recipes: list[Path], seeds: list[int], output_dir: Path) -> list[dic
         for seed in seeds:  # seeds a recipe did not run with are simply absent
             run_dir = run_folder(output_dir, recipe, seed)
             if (run_dir / FAILED).is_file():
-                error = json.loads((run_dir / FAILED).read_text())["error"]
+                error = (read_json(run_dir / FAILED, "sweep failure record") or {}).get("error")
                 entry = entries.setdefault((recipe.stem, ""), {"label": recipe.stem, "student": None, "method": None,
                                                                "top1": {}, "top5": {}, "failed": {}, "dirs": {}})
                 entry["failed"][seed] = error

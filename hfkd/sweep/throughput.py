@@ -15,6 +15,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from ..readable_files import read_json
 from .runner import RESULTS
 
 THROUGHPUT = "throughput.json"
@@ -22,13 +23,13 @@ THROUGHPUT = "throughput.json"
 
 def trained_images(run_dir: Path) -> tuple[float, float]:
     """(images trained, seconds of training) over the stages of a finished run folder."""
-    rows = json.loads((run_dir / RESULTS).read_text())
+    rows = read_json(run_dir / RESULTS, "sweep results file")
     images = seconds = 0.0
     for row in rows if isinstance(rows, list) else [rows]:
         history = Path(row["output_dir"]) / "history.json"
         if not history.is_file():
             continue
-        final = [entry for entry in json.loads(history.read_text()) if "train_runtime" in entry]
+        final = [entry for entry in read_json(history, "training history") if "train_runtime" in entry]
         if final:
             images += final[-1]["train_runtime"] * final[-1]["train_samples_per_second"]
             seconds += final[-1]["train_runtime"]
