@@ -15,6 +15,7 @@ from pathlib import Path
 from torch import nn
 from transformers import TrainerCallback, set_seed
 
+from .checkpoints import latest_complete_checkpoint
 from .data import load_splits, prepare_datasets
 from .distillation_model import resolve_loss_weights
 from .errors import HfkdError, describe_os_error
@@ -128,9 +129,15 @@ def run_stage(run: RunSpec, earlier: list[dict] | None = None) -> dict:
         loss_weights=weights,
     )
     trainer.add_callback(WriteResolvedRecipe(run, weights))
-    trainer.train(resume_from_checkpoint=resume)
-    trainer.save_model()  # the clean export: config.json, model.safetensors (and preprocessor_config.json but for timm)
-    trainer.create_model_card()  # README.md and training_curves.png
+    try:
+        trainer.train(resume_from_checkpoint=resume)
+        trainer.save_model()  # the clean export: config.json, model.safetensors (and preprocessor_config.json but timm's)
+        trainer.create_model_card()  # README.md and training_curves.png
+    except OSError as err:  # a full disk mid-save: say which checkpoint is whole (main prints the notes)
+        latest = latest_complete_checkpoint(args.output_dir)
+        err.add_note(f"the last complete checkpoint, {latest}, is kept; resume from it with --resume_from_checkpoint "
+                     f"true once the disk has room" if latest else "no complete checkpoint was written")
+        raise
     row = {
         "stage": run.name,
         "student": model_args.model_name_or_path,
@@ -210,7 +217,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"hfkd: error: {err}", file=sys.stderr)
         return 2
     except OSError as err:  # disk full or a lost mount mid-run: not a bad input, so exit 1 (no traceback either)
-        print(f"hfkd: error: training stopped: {describe_os_error(err)}", file=sys.stderr)
+        notes = "".join(f"; {note}" for note in getattr(err, "__notes__", []))
+        print(f"hfkd: error: training stopped: {describe_os_error(err)}{notes}", file=sys.stderr)
         return 1
     if table is not None:
         print("\n" + table)

@@ -318,7 +318,9 @@ def test_a_disk_that_fills_up_while_saving_stops_in_one_sentence_and_keeps_the_l
     code = main([str(recipe), "--save_strategy", "steps", "--save_steps", "1"])
     error = refusal(capsys, code, expected_code=1)
     assert error == (f"hfkd: error: training stopped: No space left on device: "
-                     f"{str(out / 'checkpoint-2' / 'optimizer.pt')!r}")
+                     f"{str(out / 'checkpoint-2' / 'optimizer.pt')!r}; the last complete checkpoint, "
+                     f"{out / 'checkpoint-1'}, is kept; resume from it with --resume_from_checkpoint true once the "
+                     f"disk has room")
     monkeypatch.setattr(torch, "save", real_save)
     assert (out / "checkpoint-1" / "trainer_state.json").is_file()  # the last checkpoint is whole
     assert not (out / "checkpoint-2" / "trainer_state.json").exists()
