@@ -1,0 +1,176 @@
+"""Bad recipes and command lines (issue 16, kinds A, G, L, M): one sentence, exit code 2, no traceback, and every file
+around the run byte-identical, before any model or data is loaded."""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from pathlib import Path
+
+import pytest
+import yaml
+
+from hfkd.recipe import ARGUMENT_CLASSES, load_recipe
+from hfkd.recipe_ranges import RANGES, SEED_MAX
+from hfkd.train import main
+
+BASE = {"model_name_or_path": "resnet8", "dataset_name": "builtin:cifar10-quickstart"}
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture()
+def workspace(tmp_path):
+    """A recipe file and an output folder that already holds a user's file, so a refusal that wrote anything shows."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine\n")
+
+    def write(values: dict | str, name: str = "recipe.yaml") -> Path:
+        path = tmp_path / name
+        text = values if isinstance(values, str) else yaml.safe_dump({**BASE, "output_dir": str(out), **values},
+                                                                       sort_keys=False)
+        path.write_text(text)
+        return path
+
+    return tmp_path, write
+
+
+def refused(argv: list[str], folder: Path, capsys) -> str:
+    """Run ``hfkd train argv`` in this process: exit code 2, one line on stderr, no file changed; the sentence."""
+    before = snapshot(folder)
+    code = main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    assert code == 2, captured.err
+    error = captured.err
+    assert error.startswith("hfkd: error: ") and error.endswith("\n") and error.count("\n") == 1, error
+    assert "Traceback" not in error + captured.out
+    assert snapshot(folder) == before
+    return error.strip().removeprefix("hfkd: error: ")
+
+
+# ---- A: every numeric key is range-checked when the recipe is read ------------------------------------------------
+
+def _numeric_fields() -> set[str]:
+    names = set()
+    for cls in ARGUMENT_CLASSES:
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            kinds = {hints[f.name]} | set(typing.get_args(hints[f.name]))
+            kinds |= {a for k in list(kinds) for a in typing.get_args(k)}  # list[float] | None
+            if f.init and kinds & {int, float}:
+                names.add(f.name)
+    return names
+
+
+def test_every_numeric_field_has_a_range():
+    assert _numeric_fields() == set(RANGES)
+    assert len(RANGES) >= 50  # hfkd's keys and the Trainer's
+
+
+@pytest.mark.parametrize(
+    "argv_tail, yaml_values, sentence",
+    [
+        ([], {"per_device_train_batch_size": 3.5}, "per_device_train_batch_size must be an integer >= 1, got 3.5"),
+        (["--per_device_train_batch_size", "0"], {}, "per_device_train_batch_size must be an integer >= 1, got 0"),
+        (["--per_device_train_batch_size", "-8"], {}, "per_device_train_batch_size must be an integer >= 1, got -8"),
+        (["--max_train_samples", "0"], {},
+         "max_train_samples must be an integer >= 1 (or null for the whole split), got 0"),
+        (["--max_train_samples", "-5"], {},
+         "max_train_samples must be an integer >= 1 (or null for the whole split), got -5"),
+        (["--learning_rate", "-0.1"], {}, "learning_rate must be >= 0, got -0.1"),
+    ],
+)
+def test_issue_examples_of_numbers_out_of_range(workspace, capsys, argv_tail, yaml_values, sentence):
+    folder, write = workspace
+    error = refused([write(yaml_values), *argv_tail], folder, capsys)
+    assert error == f"recipe '{folder / 'recipe.yaml'}': {sentence}"
+
+
+def _bad_values(key: str) -> list:
+    valid = RANGES[key]
+    bad = [True, float("nan")]
+    if valid.low is not None:
+        bad.append(valid.low if valid.low_open else valid.low - 1)
+    if valid.high is not None:
+        bad.append(valid.high if valid.high_open else valid.high + 1)
+    if valid.integer or valid.steps_or_ratio:
+        bad.append((valid.low or 0) + 1.5)
+    return [v for v in bad if v not in valid.also]
+
+
+def _good_values(key: str) -> list:
+    valid = RANGES[key]
+    low = valid.low if valid.low is not None else 0
+    good = [low + 1 if valid.low_open and valid.high is None else low if not valid.low_open else (low + valid.high) / 2]
+    if valid.steps_or_ratio or not (valid.integer or valid.high is not None):
+        good.append(0.5 if valid.steps_or_ratio else low + 2.5)
+    if valid.integer:
+        good.append(float(low + 2))  # 3.0 in YAML is the integer 3
+    return good + list(valid.also)
+
+
+def _as_field(key: str, value):
+    return [value] * 3 if key in ("image_mean", "image_std", "lr_decay_epochs") else value
+
+
+@pytest.mark.parametrize("key", sorted(RANGES))
+def test_sweep_every_numeric_key_out_of_range_is_one_sentence(workspace, key):
+    """Each value just outside the range (below, above, a fraction for an integer, a boolean, nan) is refused when
+    the recipe is read, naming the key, the value and the range; values at the edges of the range are accepted."""
+    _, write = workspace
+    valid = RANGES[key]
+    for value in _bad_values(key):
+        path = write({key: _as_field(key, value)})
+        with pytest.raises(Exception) as err:
+            load_recipe(path)
+        message = str(err.value)
+        assert type(err.value).__name__ == "RecipeError" and "\n" not in message
+        assert f"{key} must be " in message and f"got {_as_field(key, value)!r}" in message, message
+        if key != "num_train_epochs":
+            assert valid.describe() in message
+    if key == "local_rank":
+        return  # a rank >= 0 would make this process join a distributed group
+    for value in _good_values(key):
+        extra = {"max_steps": 5, "eval_strategy": "steps", "save_strategy": "steps", "logging_strategy": "steps"} \
+            if key.endswith("_steps") and key != "max_steps" and value < 1 else {}
+        if key == "dataloader_prefetch_factor":
+            extra = {"dataloader_num_workers": 1}
+        (run,) = load_recipe(write({key: _as_field(key, value), **extra})).runs
+        args = next(a for a in (run.model_args, run.data_args, run.training_args) if hasattr(a, key))
+        stored = getattr(args, key)
+        assert stored == _as_field(key, value) or sorted(stored) == sorted(_as_field(key, value))
+        if valid.integer:
+            assert type(stored) is int
+
+
+def test_seed_bounds_are_numpy_s(workspace):
+    import numpy as np
+
+    _, write = workspace
+    np.random.seed(SEED_MAX)  # the largest seed the table allows is one numpy takes
+    load_recipe(write({"seed": SEED_MAX}))
+    with pytest.raises(ValueError):
+        np.random.seed(SEED_MAX + 1)
+    with pytest.raises(Exception, match=r"seed must be an integer in \[0, 4294967295\], got 4294967296"):
+        load_recipe(write({"seed": SEED_MAX + 1}))
+
+
+# ---- B (recipe side): a run that would train nothing ---------------------------------------------------------------
+
+@pytest.mark.parametrize("epochs", ["0", "-1"])
+def test_zero_or_negative_epochs_are_refused(workspace, capsys, epochs):
+    folder, write = workspace
+    error = refused([write({}), "--num_train_epochs", epochs], folder, capsys)
+    assert error.endswith(f"num_train_epochs must be > 0 (or set max_steps > 0, which overrides it), got "
+                          f"{float(epochs)}; the run would train nothing")
+
+
+def test_max_steps_overrides_epochs_and_must_itself_train(workspace, capsys):
+    folder, write = workspace
+    (run,) = load_recipe(write({"num_train_epochs": 0, "max_steps": 3})).runs
+    assert run.training_args.max_steps == 3
+    error = refused([write({}), "--max_steps", "0"], folder, capsys)
+    assert error.endswith("max_steps must be -1 or an integer >= 1, got 0")
