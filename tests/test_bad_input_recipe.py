@@ -4,6 +4,9 @@ around the run byte-identical, before any model or data is loaded."""
 from __future__ import annotations
 
 import dataclasses
+import os
+import subprocess
+import sys
 import typing
 from pathlib import Path
 
@@ -14,6 +17,7 @@ from hfkd.recipe import ARGUMENT_CLASSES, load_recipe
 from hfkd.recipe_ranges import RANGES, SEED_MAX
 from hfkd.train import main
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
 BASE = {"model_name_or_path": "resnet8", "dataset_name": "builtin:cifar10-quickstart"}
 
 
@@ -174,3 +178,146 @@ def test_max_steps_overrides_epochs_and_must_itself_train(workspace, capsys):
     assert run.training_args.max_steps == 3
     error = refused([write({}), "--max_steps", "0"], folder, capsys)
     assert error.endswith("max_steps must be -1 or an integer >= 1, got 0")
+
+
+# ---- L: a type error on the command line is the YAML's sentence ---------------------------------------------------
+
+@pytest.mark.parametrize(
+    "key, text, reason",
+    [
+        ("bf16", "maybe", "Truthy value expected: got maybe but expected one of yes/no, true/false, t/f, y/n, 1/0 "
+                          "(case insensitive)."),
+        ("learning_rate", "fast", "could not convert string to float: 'fast'"),
+        ("seed", "zero", "could not convert string to float: 'zero'"),
+    ],
+)
+def test_command_line_type_errors_say_what_the_yaml_says(workspace, capsys, key, text, reason):
+    folder, write = workspace
+    from_cli = refused([write({}), f"--{key}", text], folder, capsys)
+    from_yaml = refused([write({key: text}, "bad.yaml")], folder, capsys)
+    sentence = f"key {key!r} cannot take the value {text!r} ({reason})"
+    assert from_cli == f"the command line: {sentence}"
+    assert from_yaml == f"recipe '{folder / 'bad.yaml'}': {sentence}"
+
+
+@pytest.mark.parametrize(
+    "argv_tail, sentence",
+    [
+        (["--per_device_train_batch_size", "3.5"], "per_device_train_batch_size must be an integer >= 1, got 3.5"),
+        (["--learning_rate"], "the command line: argument --learning_rate/--learning-rate: expected one argument"),
+        (["--lr_decay_epochs", "5", "x"], "key 'lr_decay_epochs' cannot take the value ['5', 'x']"),
+        (["--eval_strategy", "sometimes"],
+         "sometimes is not a valid IntervalStrategy, please select one of ['no', 'steps', 'epoch']"),
+    ],
+)
+def test_sweep_command_line_mistakes_are_one_sentence(workspace, capsys, argv_tail, sentence):
+    folder, write = workspace
+    assert sentence in refused([write({}), *argv_tail], folder, capsys)
+
+
+def test_command_line_values_keep_their_types(workspace):
+    _, write = workspace
+    (run,) = load_recipe(write({}), ["--bf16", "--per_device_train_batch_size", "4.0", "--lr_decay_epochs", "5", "9",
+                                     "--eval_strategy", "steps", "--max_train_samples", "1e2"]).runs
+    assert run.training_args.bf16 is True and run.training_args.per_device_train_batch_size == 4
+    assert run.training_args.lr_decay_epochs == [5, 9] and run.training_args.eval_strategy.value == "steps"
+    assert run.data_args.max_train_samples == 100 and type(run.data_args.max_train_samples) is int
+
+
+def test_the_user_sees_one_line_not_the_argparse_usage(workspace):
+    """In a real process (what the issue measured: 135 lines of usage before the useful one)."""
+    folder, write = workspace
+    recipe = write({})
+    before = snapshot(folder)
+    done = subprocess.run([sys.executable, "-m", "hfkd", "train", str(recipe), "--bf16", "maybe"], capture_output=True,
+                          text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == ["hfkd: error: the command line: key 'bf16' cannot take the value 'maybe' "
+                                        "(Truthy value expected: got maybe but expected one of yes/no, true/false, "
+                                        "t/f, y/n, 1/0 (case insensitive).)"]
+    assert snapshot(folder) == before
+
+
+# ---- G: duplicate keys anywhere, and the whole recipe checked before its first stage ------------------------------
+
+STAGED = """dataset_name: builtin:cifar10-quickstart
+output_dir: {out}
+num_train_epochs: 1
+stages:
+  teacher: {{model_name_or_path: resnet8, method: none}}
+  kd: {{model_name_or_path: resnet8, teacher: "{{output_dir}}/teacher", method: kd}}
+"""
+
+
+def test_two_stages_with_one_name_are_refused(workspace, capsys):
+    folder, write = workspace
+    text = STAGED.format(out=folder / "out") + "  teacher:\n    model_name_or_path: resnet20\n    method: none\n"
+    error = refused([write(text)], folder, capsys)
+    assert error == (f"recipe file '{folder / 'recipe.yaml'}': key 'teacher' is given twice in one mapping (lines 5 "
+                     f"and 7); give each key once")
+
+
+@pytest.mark.parametrize(
+    "text, key, lines",
+    [
+        ("model_name_or_path: resnet8\ndataset_name: builtin:cifar10-quickstart\nmodel_name_or_path: resnet20\n",
+         "model_name_or_path", (1, 3)),
+        ("dataset_name: builtin:cifar10-quickstart\nstages:\n  a:\n    model_name_or_path: resnet8\n    method: none\n"
+         "    method: kd\n", "method", (5, 6)),
+        ("dataset_name: x\nstages: {a: {model_name_or_path: resnet8, method: none, method: kd}}\n", "method", (2, 2)),
+        ("model_name_or_path: resnet8\ndataset_name: x\nimage_mean: [0.5, 0.5, 0.5]\nimage_mean: [0.4, 0.4, 0.4]\n",
+         "image_mean", (3, 4)),
+        ("stages:\n  a: {}\nstages:\n  b: {}\n", "stages", (1, 3)),
+    ],
+)
+def test_sweep_duplicate_keys_in_every_mapping(workspace, capsys, text, key, lines):
+    folder, write = workspace
+    error = refused([write(text)], folder, capsys)
+    assert error.endswith(f"key {key!r} is given twice in one mapping (lines {lines[0]} and {lines[1]}); give each "
+                          f"key once")
+
+
+@pytest.mark.parametrize(
+    "stages, sentence",
+    [
+        # a stage that reads a later stage's folder
+        ({"kd": {"model_name_or_path": "resnet8", "teacher": "{output_dir}/teacher", "method": "kd"},
+          "teacher": {"model_name_or_path": "resnet8", "method": "none"}},
+         "stage 'kd' of recipe '{recipe}' reads teacher '{out}/teacher', which is written by stage 'teacher', which "
+         "comes after it; a stage can read only the folders of the stages before it"),
+        # a stage that reads its own folder
+        ({"kd": {"model_name_or_path": "{output_dir}/kd", "teacher": "resnet8", "method": "kd"}},
+         "stage 'kd' of recipe '{recipe}' reads model_name_or_path '{out}/kd', which is written by itself; a stage "
+         "can read only the folders of the stages before it"),
+        # a misspelt stage folder
+        ({"teacher": {"model_name_or_path": "resnet8", "method": "none"},
+          "kd": {"model_name_or_path": "resnet8", "teacher": "{output_dir}/teachr", "method": "kd"}},
+         "stage 'kd' of recipe '{recipe}' reads teacher '{out}/teachr', which does not exist and which no stage "
+         "writes (the stages are 'teacher', 'kd'); name an earlier stage's folder"),
+        # the second stage has no teacher
+        ({"teacher": {"model_name_or_path": "resnet8", "method": "none"}, "kd": {"model_name_or_path": "resnet8"}},
+         "stage 'kd' of recipe '{recipe}': method 'kd' needs a teacher; set 'teacher' in the recipe"),
+        # two stages write one folder
+        ({"a": {"model_name_or_path": "resnet8", "method": "none", "output_dir": "{output_dir}/same"},
+          "b": {"model_name_or_path": "resnet8", "method": "none", "output_dir": "{output_dir}/same"}},
+         "stages 'a' and 'b' of recipe '{recipe}' both write to '{out}/same'; give each stage its own output_dir"),
+        # a bad value in the last stage
+        ({"teacher": {"model_name_or_path": "resnet8", "method": "none"},
+          "kd": {"model_name_or_path": "resnet8", "teacher": "{output_dir}/teacher", "kd_temperature": 0}},
+         "stage 'kd' of recipe '{recipe}': kd_temperature must be > 0, got 0.0"),
+        # stage names that cannot be folders
+        ({"..": {"model_name_or_path": "resnet8", "method": "none"}},
+         "stage name '..' in recipe '{recipe}' cannot be a folder name; name stages with letters, digits, '-' or '_' "
+         "(e.g. teacher, kd)"),
+        ({"a/b": {"model_name_or_path": "resnet8", "method": "none"}},
+         "stage name 'a/b' in recipe '{recipe}' cannot be a folder name; name stages with letters, digits, '-' or "
+         "'_' (e.g. teacher, kd)"),
+    ],
+)
+def test_sweep_whole_recipe_is_checked_before_the_first_stage(workspace, capsys, stages, sentence):
+    folder, write = workspace
+    out = folder / "out"
+    recipe = write({"stages": stages, "num_train_epochs": 1, "model_name_or_path": None})
+    error = refused([recipe], folder, capsys)
+    assert error == sentence.format(recipe=recipe, out=out)
+    assert not (out / "teacher").exists() and not (out / "a").exists()  # nothing trained
