@@ -150,7 +150,7 @@ def _load_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise RecipeError(f"recipe file {str(path)!r} does not exist")
     try:
-        raw = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
+        raw = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)  # a SafeLoader
     except RecipeError as err:
         raise RecipeError(f"recipe file {str(path)!r}: {err}") from None
     except yaml.YAMLError as err:

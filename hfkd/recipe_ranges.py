@@ -162,15 +162,15 @@ def check_ranges(args) -> None:
     """Check every field of ``args`` (an argument dataclass) that has an entry in RANGES, and the one numeric rule
     that involves two keys: ``num_train_epochs`` may be anything when ``max_steps`` (which overrides it) is set."""
     max_steps = getattr(args, "max_steps", -1)
-    for key in RANGES:
+    for key, valid in RANGES.items():
         if not hasattr(args, key):
             continue
-        if key == "num_train_epochs" and isinstance(max_steps, int) and max_steps > 0:
+        if key == "num_train_epochs" and isinstance(max_steps, (int, float)) and max_steps > 0:
             continue
         value = getattr(args, key)
-        if key == "num_train_epochs" and not RANGES[key].contains(value) and isinstance(value, (int, float)):
+        if key == "num_train_epochs" and not valid.contains(value) and isinstance(value, (int, float)):
             raise RecipeError(f"num_train_epochs must be > 0 (or set max_steps > 0, which overrides it), got {value!r}; "
                               f"the run would train nothing")
         check_value(key, value)
-        if RANGES[key].integer and isinstance(value, float):
+        if valid.integer and isinstance(value, float):
             setattr(args, key, int(value))  # 4.0 from YAML: torch's samplers and loaders need an int

@@ -15,14 +15,10 @@ import yaml
 
 from hfkd.recipe import ARGUMENT_CLASSES, load_recipe
 from hfkd.recipe_ranges import RANGES, SEED_MAX
-from hfkd.train import main
+from tests.refusals import refused, snapshot
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BASE = {"model_name_or_path": "resnet8", "dataset_name": "builtin:cifar10-quickstart"}
-
-
-def snapshot(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 @pytest.fixture()
@@ -40,19 +36,6 @@ def workspace(tmp_path):
         return path
 
     return tmp_path, write
-
-
-def refused(argv: list[str], folder: Path, capsys) -> str:
-    """Run ``hfkd train argv`` in this process: exit code 2, one line on stderr, no file changed; the sentence."""
-    before = snapshot(folder)
-    code = main([str(a) for a in argv])
-    captured = capsys.readouterr()
-    assert code == 2, captured.err
-    error = captured.err
-    assert error.startswith("hfkd: error: ") and error.endswith("\n") and error.count("\n") == 1, error
-    assert "Traceback" not in error + captured.out
-    assert snapshot(folder) == before
-    return error.strip().removeprefix("hfkd: error: ")
 
 
 # ---- A: every numeric key is range-checked when the recipe is read ------------------------------------------------
@@ -238,6 +221,32 @@ def test_the_user_sees_one_line_not_the_argparse_usage(workspace):
     assert snapshot(folder) == before
 
 
+@pytest.mark.parametrize(
+    "argv, line",
+    [
+        (["sweep", "r.yaml", "--seeds", "a"], "hfkd sweep: error: argument --seeds: invalid int value: 'a'; see hfkd "
+                                              "sweep --help"),
+        (["convert", "a.pth", "out", "--dataset", "foo"], "hfkd convert: error: argument --dataset: invalid choice: "
+                                                          "'foo' (choose from 'cifar100', 'imagenet'); see hfkd convert "
+                                                          "--help"),
+        (["push"], "hfkd push: error: the following arguments are required: output_dir; see hfkd push --help"),
+        (["launch", "--num_processes", "x", "r.yaml"], "hfkd launch: error: argument --num_processes/--num-processes: "
+                                                       "invalid int value: 'x'; see hfkd launch --help"),
+        (["launch"], "hfkd launch: error: the following arguments are required: RECIPE, --key value; see hfkd launch "
+                     "--help"),
+    ],
+)
+def test_sweep_every_hfkd_command_line_mistake_is_one_line(tmp_path, monkeypatch, capsys, argv, line):
+    from hfkd.cli import main as cli_main
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as stopped:
+        cli_main(argv)
+    assert stopped.value.code == 2
+    assert capsys.readouterr().err.splitlines() == [line]
+    assert list(tmp_path.iterdir()) == []
+
+
 # ---- G: duplicate keys anywhere, and the whole recipe checked before its first stage ------------------------------
 
 STAGED = """dataset_name: builtin:cifar10-quickstart
@@ -321,3 +330,38 @@ def test_sweep_whole_recipe_is_checked_before_the_first_stage(workspace, capsys,
     error = refused([recipe], folder, capsys)
     assert error == sentence.format(recipe=recipe, out=out)
     assert not (out / "teacher").exists() and not (out / "a").exists()  # nothing trained
+
+
+# ---- M: the launcher's path ends with hfkd's sentence -------------------------------------------------------------
+
+def hfkd_launch(*arguments, cwd: Path) -> subprocess.CompletedProcess:
+    """``hfkd launch`` with accelerate's one-process launcher (the one whose CalledProcessError the issue saw)."""
+    command = [sys.executable, "-m", "hfkd", "launch", "--cpu", "--num_processes", "1", "--num_machines", "1",
+               "--mixed_precision", "no", "--dynamo_backend", "no", *map(str, arguments)]
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
+    return subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=cwd, env=env)
+
+
+def test_launch_refuses_a_bad_recipe_before_any_process_starts(workspace):
+    folder, write = workspace
+    recipe = write({})
+    before = snapshot(folder)
+    done = hfkd_launch(recipe, "--per_device_train_batch_size", "0", cwd=folder)
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [f"hfkd: error: recipe '{recipe}': per_device_train_batch_size must be an "
+                                        f"integer >= 1, got 0"]
+    assert snapshot(folder) == before
+
+
+def test_launch_ends_with_the_sentence_of_the_training_process(workspace):
+    """A bad input only the training process can see (the dataset): its sentence is the last line, with its exit
+    code, and no CalledProcessError traceback from accelerate follows it."""
+    folder, write = workspace
+    recipe = write({"dataset_name": str(folder / "no_such_data"), "method": "none"})
+    before = snapshot(folder)
+    done = hfkd_launch(recipe, cwd=folder)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert lines[-1].startswith("hfkd: error: ") and str(folder / "no_such_data") in lines[-1]
+    assert "Traceback" not in done.stderr and "CalledProcessError" not in done.stderr
+    assert snapshot(folder) == before
