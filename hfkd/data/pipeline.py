@@ -12,6 +12,7 @@ from .decoded import DecodedImageDataset, decode_images
 from .normalization import KNOWN_STATISTICS, compute_statistics, known_statistics
 from .sources import ClassificationSplits, load_splits
 from .transforms import (
+    CROP_PADDING,
     cifar_eval_transform,
     cifar_train_transform,
     eval_image_processor,
@@ -75,6 +76,19 @@ def _check_labels(labels: torch.Tensor, num_classes: int, split: str) -> None:
         )
 
 
+def _check_crop_size(images: torch.Tensor, name: str) -> None:
+    """The 'cifar' preset's random crop pads by CROP_PADDING pixels; on images no larger than that, some crops hold
+    padding alone (a 1x1 image is absent from 80 of every 81), and training is meaningless (the issue measured an
+    evaluation loss of 2.8e24 on 1x1 images)."""
+    height, width = images.shape[-2:]
+    if min(height, width) <= CROP_PADDING:
+        raise DataError(
+            f"the images of dataset {name!r} are {width}x{height} pixels, but the 'cifar' preset pads by {CROP_PADDING} "
+            f"pixels before its random crop, so images of {CROP_PADDING} pixels or fewer would train on crops of "
+            f"padding alone; use larger images, or transform_preset: imagenet to resize them"
+        )
+
+
 def _per_image_transform(transform, image_column: str, label_column: str):
     def apply(batch: dict[str, list[Any]]) -> dict[str, Any]:
         out = {
@@ -87,19 +101,24 @@ def _per_image_transform(transform, image_column: str, label_column: str):
 
 
 def prepare_datasets(
-    data_args, splits: ClassificationSplits | None = None, model_preprocessing=None, seed: int = 0
+    data_args, splits: ClassificationSplits | None = None, model_preprocessing=None, seed: int = 0,
+    model_input_size: int | None = None,
 ) -> PreparedData:
     """Load (unless ``splits`` are given), pick the preset, decode small images once, attach the transforms.
 
     ``model_preprocessing`` (a pretrained student's declared normalisation and input size) takes precedence over
-    the dataset's statistics, so pretrained weights see the inputs they were trained on.
+    the dataset's statistics, so pretrained weights see the inputs they were trained on. ``model_input_size`` is the
+    side the student requires (``hfkd.models.required_input_size``, e.g. 224 for a ViT with fixed position
+    embeddings): the 'auto' preset then keeps small images at their size only when it is that one, and otherwise
+    resizes them to it with the 'imagenet' preset.
     """
     splits = splits if splits is not None else load_splits(data_args, seed=seed)
     num_classes = len(splits.label_names)
     preset = data_args.transform_preset
     if preset == "auto":
-        width, height = splits.train[0][splits.image_column].size
-        preset = "cifar" if max(width, height) <= SMALL_IMAGE_MAX_SIDE else "imagenet"
+        side = max(splits.train[0][splits.image_column].size)
+        small = side <= SMALL_IMAGE_MAX_SIDE and model_input_size in (None, side)
+        preset = "cifar" if small else "imagenet"
 
     train_labels = torch.as_tensor(splits.train[splits.label_column])
     eval_labels = torch.as_tensor(splits.eval[splits.label_column])
@@ -108,6 +127,7 @@ def prepare_datasets(
 
     if preset == "cifar":
         train_images = decode_images(splits.train, splits.image_column)
+        _check_crop_size(train_images, splits.name)
         eval_images = decode_images(splits.eval, splits.image_column)
         mean, std, source = _choose_statistics(data_args, splits.name, train_images, model_preprocessing)
         on_device = data_args.augment_on_device
@@ -118,7 +138,7 @@ def prepare_datasets(
         image_size = int(train_images.shape[-1])
     else:
         mean, std, source = _choose_statistics(data_args, splits.name, None, model_preprocessing)
-        image_size = (model_preprocessing.size if model_preprocessing is not None else None) or 224
+        image_size = model_input_size or (model_preprocessing.size if model_preprocessing is not None else None) or 224
         train = splits.train.with_transform(
             _per_image_transform(imagenet_train_transform(mean, std, image_size), splits.image_column, splits.label_column)
         )
