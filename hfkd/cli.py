@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 
+from .cli_parser import CommandLineParser
 from .errors import HfkdError, describe_os_error
 
-USAGE = """usage: hfkd {train,push,convert,sweep} ...
+USAGE = """usage: hfkd {train,launch,push,convert,sweep} ...
 
-  train RECIPE.yaml [--key value ...]     train a recipe's runs (same as `accelerate launch hfkd/run.py ...`)
+  train RECIPE.yaml [--key value ...]     train a recipe's runs in this process
+  launch [ACCELERATE OPTIONS] RECIPE.yaml [--key value ...]
+                                          `accelerate launch hfkd/run.py ...` that checks the recipe first and
+                                          ends with hfkd's sentence, not the launcher's traceback
   push OUTPUT_DIR [--hub_model_id ID]     push a finished run's export, model card and records to the Hub
   convert PTH OUTPUT_DIR [--arch NAME]    turn a SimKD / RepDistiller release checkpoint into an hfkd export
   sweep RECIPES... [--seeds 0 1 2]        run recipes x seeds (resumable) and write a results table and plots
@@ -17,7 +20,7 @@ USAGE = """usage: hfkd {train,push,convert,sweep} ...
 
 
 def _push(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="hfkd push", description="Push a finished run to the Hub.")
+    parser = CommandLineParser(prog="hfkd push", description="Push a finished run to the Hub.")
     parser.add_argument("output_dir")
     parser.add_argument("--hub_model_id", default=None, help="user/repo (default: the run's hub_model_id or folder)")
     parser.add_argument("--hub_private_repo", action="store_true", help="create the repo as private")
@@ -32,7 +35,7 @@ def _push(argv: list[str]) -> int:
 
 
 def _convert(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="hfkd convert", description="Convert a reference .pth to an export.")
+    parser = CommandLineParser(prog="hfkd convert", description="Convert a reference .pth to an export.")
     parser.add_argument("checkpoint", help="a .pth holding {'model': state_dict, ...}")
     parser.add_argument("output_dir", help="a new folder for the export")
     parser.add_argument("--arch", default=None, help="architecture, when the checkpoint's folder name does not say")
@@ -59,6 +62,10 @@ def main(argv: list[str] | None = None) -> int:
         from .train import main as train_main
 
         return train_main(rest)
+    if command == "launch":
+        from .accelerate_launcher import main as launch_main
+
+        return launch_main(rest)
     if command == "sweep":
         from .sweep import main as sweep_main
 

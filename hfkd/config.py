@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from transformers import TrainingArguments
 
 from .errors import RecipeError
+from .recipe_ranges import check_ranges
 
 SPEED_SETTINGS = ("auto", "off")
 
@@ -116,8 +117,7 @@ class DataArguments:
             raise RecipeError(
                 f"transform_preset {self.transform_preset!r} is not one of 'auto', 'cifar', 'imagenet'"
             )
-        if self.train_val_split is not None and not 0 < self.train_val_split < 1:
-            raise RecipeError(f"train_val_split must be a fraction between 0 and 1, got {self.train_val_split}")
+        check_ranges(self)
         for name in ("image_mean", "image_std"):
             value = getattr(self, name)
             if value is not None and len(value) != 3:
@@ -266,16 +266,7 @@ class DistillationConfig(TrainingArguments):
         names = known_method_names()
         if self.method not in names:
             raise RecipeError(f"method {self.method!r} is unknown; choose one of {', '.join(names)}")
-        for name in ("cls", "div", "beta", "lr_decay_rate"):
-            value = getattr(self, name)
-            if value is not None and value < 0:
-                raise RecipeError(f"{name} must be >= 0, got {value}")
-        for name in ("dkd_alpha", "dkd_beta", "dkd_warmup_epochs", "dist_beta", "dist_gamma", "crd_nce_m"):
-            if getattr(self, name) < 0:
-                raise RecipeError(f"{name} must be >= 0, got {getattr(self, name)}")
-        for name in ("kd_temperature", "simkd_factor", "crd_feat_dim", "crd_nce_k", "crd_nce_t", "spherical_multiplier"):
-            if getattr(self, name) <= 0:
-                raise RecipeError(f"{name} must be > 0, got {getattr(self, name)}")
+        check_ranges(self)  # every numeric key, hfkd's and the Trainer's, before transformers reads any
         if self.speed_settings not in SPEED_SETTINGS:
             raise RecipeError(
                 f"speed_settings {self.speed_settings!r} is not one of {', '.join(repr(v) for v in SPEED_SETTINGS)}"
@@ -292,8 +283,6 @@ class DistillationConfig(TrainingArguments):
             )
         if self.lr_decay_epochs:
             milestones = sorted(float(m) for m in self.lr_decay_epochs)
-            if milestones[0] <= 0:
-                raise RecipeError(f"lr_decay_epochs must be > 0, got {milestones}")
             if milestones[0] < 1 <= milestones[-1]:
                 raise RecipeError(
                     f"lr_decay_epochs {milestones} mixes fractions of the run (below 1) and epochs; give all as epochs "

@@ -29,6 +29,7 @@ from transformers import HfArgumentParser
 from .config import DataArguments, DistillationConfig, ModelArguments
 from .errors import RecipeError
 from .launch import LaunchChoice, choose_launch
+from .recipe_stages import check_stage_name, check_stages
 
 ARGUMENT_CLASSES = (ModelArguments, DataArguments, DistillationConfig)
 RESOLVED_RECIPE_NAME = "recipe.yaml"
@@ -79,28 +80,47 @@ def _actions_by_dest(parser: HfArgumentParser) -> dict[str, argparse.Action]:
     return actions
 
 
-def _coerce(key: str, value: Any, action: argparse.Action, where: str) -> Any:
-    """Convert a YAML value with the type function the command line uses (so ``5e-4``, which YAML reads as a
-    string, becomes a float, and a bad value is reported with its key)."""
-    convert = action.type
+def _coerce(key: str, value: Any, convert: Any, where: str) -> Any:
+    """Convert a recipe or command-line value with the type function of its field's command-line action, so that
+    ``5e-4`` (a string to YAML 1.1) becomes a float, the YAML and the command line read a value alike, and a bad
+    value is one sentence naming its key. A number for an integer key is kept as a number (``3.5``), for the range
+    check (:mod:`hfkd.recipe_ranges`) to say that it must be a whole number."""
     if value is None or not callable(convert) or isinstance(value, (dict, bool)):
         return value
     try:
         if isinstance(value, list):
-            return [convert(v) if isinstance(v, str) else v for v in value]
+            return [_convert(convert, v) if isinstance(v, str) else v for v in value]
         if isinstance(value, str) or convert in (float, str):
-            return convert(value)
+            return _convert(convert, value)
     except (TypeError, ValueError, argparse.ArgumentTypeError) as err:
         raise RecipeError(f"{where}: key {key!r} cannot take the value {value!r} ({err})") from None
     return value
 
 
+def _convert(convert: Any, value: Any) -> Any:
+    if convert is int and isinstance(value, str):
+        try:
+            return int(value)
+        except ValueError:
+            return float(value)  # '3.5' or '1e3'; a word still fails here, naming itself
+    return convert(value)
+
+
+def _command_line_error(message: str) -> None:
+    # argparse would print the usage of every recipe key (over a hundred lines) and exit; one sentence instead
+    raise RecipeError(f"the command line: {message}")
+
+
 def parse_overrides(argv: list[str]) -> dict[str, Any]:
-    """Parse ``--key value`` overrides with the dataclasses' own types; an unknown flag is one clear error."""
+    """Parse ``--key value`` overrides; values are converted like the YAML's (:func:`_coerce`), so a bad value or an
+    unknown flag is the same one sentence in both places."""
     parser = _argument_parser()
+    parser.error = _command_line_error
+    converters = {dest: action.type for dest, action in _actions_by_dest(parser).items()}
     for action in parser._actions:
         action.required = False
         action.default = argparse.SUPPRESS
+        action.type, action.choices = None, None  # strings here; converted and checked below, as in a recipe file
     namespace, rest = parser.parse_known_args(argv)
     if rest:
         flags = [r for r in rest if r.startswith("-")]
@@ -108,14 +128,31 @@ def parse_overrides(argv: list[str]) -> dict[str, Any]:
         if flags:
             _check_keys([bad], "the command line")
         raise RecipeError(f"cannot read the command-line argument {bad!r}; write overrides as --key value")
-    return vars(namespace)
+    return {key: _coerce(key, value, converters.get(key), "the command line") for key, value in vars(namespace).items()}
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, except that a key given twice in one mapping is an error: PyYAML keeps the last value,
+    so a recipe with two stages of one name would silently drop the first."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise RecipeError(f"key {key!r} is given twice in one mapping (lines {seen[key] + 1} and "
+                                  f"{key_node.start_mark.line + 1}); give each key once")
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
 
 
 def _load_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise RecipeError(f"recipe file {str(path)!r} does not exist")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)  # a SafeLoader
+    except RecipeError as err:
+        raise RecipeError(f"recipe file {str(path)!r}: {err}") from None
     except yaml.YAMLError as err:
         raise RecipeError(f"recipe file {str(path)!r} is not valid YAML: {err}".replace("\n", " "))
     if raw is None:
@@ -136,7 +173,7 @@ def _substitute(value: Any, output_dir: str) -> Any:
 def _build_run(name: str, values: dict[str, Any], where: str) -> RunSpec:
     parser = _argument_parser()
     actions = _actions_by_dest(parser)
-    values = {k: _coerce(k, v, actions[k], where) for k, v in values.items()}
+    values = {k: _coerce(k, v, actions[k].type, where) for k, v in values.items()}
     try:
         launch = choose_launch(values)
         model_args, data_args, training_args = parser.parse_dict({**values, **launch.overrides}, allow_extra_keys=False)
@@ -174,6 +211,7 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
     root = str(cli.get("output_dir", raw.get("output_dir", DistillationConfig.output_dir)))
     runs = []
     for name, stage in stages.items():
+        name = check_stage_name(name, str(path))
         where = f"stage {name!r} of recipe {str(path)!r}"
         stage = stage or {}
         if not isinstance(stage, dict):
@@ -182,7 +220,8 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
         values = {**raw, **stage, **cli}
         values["output_dir"] = stage.get("output_dir", f"{root}/{name}")  # stages stay below the root
         values = {k: _substitute(v, root) for k, v in values.items()}
-        runs.append(_build_run(str(name), values, where))
+        runs.append(_build_run(name, values, where))
+    check_stages(runs, root, str(path))  # the stages together, before the first one trains
     return Recipe(path, root, runs)
 
 

@@ -15,7 +15,7 @@ from transformers import TrainingArguments
 from .config import DataArguments, DistillationConfig, ModelArguments
 
 USAGE = """usage: hfkd train RECIPE.yaml [--key value ...]
-       accelerate launch hfkd/run.py RECIPE.yaml [--key value ...]   (the same, under accelerate)
+       hfkd launch [ACCELERATE OPTIONS] RECIPE.yaml [--key value ...] (the same, under accelerate's launcher)
        hfkd train --help [WORD]                                         (only the keys whose name or help has WORD)
 
 Train every stage of a recipe. A recipe is a YAML file of the keys below; --key value on the command line wins

@@ -1,4 +1,4 @@
-"""Train from a recipe: ``accelerate launch hfkd/run.py recipe.yaml [--key value ...]``.
+"""Train from a recipe: ``accelerate launch hfkd/run.py recipe.yaml [--key value ...]`` (what ``hfkd launch`` runs).
 
 The same as ``hfkd train`` and ``python -m hfkd train``; the work is done by :mod:`hfkd.train`.
 """

@@ -24,7 +24,7 @@ from .launch import set_cpu_threads
 from .methods import NO_DISTILLATION
 from .model_card import ModelCardContext
 from .output_folder import check_output_dir, finished_results
-from .models import Preprocessing, adapt_teacher_inputs, create_model, provenance_of
+from .models import Preprocessing, adapt_teacher_inputs, create_model, provenance_of, required_input_size
 from .recipe import RunSpec, load_recipe, resolved_recipe, write_resolved_recipe
 from .results import summarize_evaluations, write_results
 from .setup_checks import check_run_target
@@ -39,7 +39,7 @@ def load_teacher(model_args, data) -> nn.Module:
                            trust_remote_code=model_args.trust_remote_code)
     adapted = adapt_teacher_inputs(teacher, Preprocessing(data.mean, data.std, data.image_size))
     if adapted is not teacher:
-        target = provenance_of(teacher).preprocessing
+        target = adapted.target
         logger.warning(
             "the teacher expects inputs normalised with mean %s, std %s%s; hfkd re-normalises the student's batches "
             "for it", target.mean, target.std, f" at {target.size}x{target.size} pixels" if adapted.size else ""
@@ -114,7 +114,7 @@ def run_stage(run: RunSpec, earlier: list[dict] | None = None) -> dict:
         model_args.model_name_or_path, num_classes=len(splits.label_names), trust_remote_code=model_args.trust_remote_code
     )
     declared = provenance_of(student).preprocessing
-    data = prepare_datasets(data_args, splits, model_preprocessing=declared)
+    data = prepare_datasets(data_args, splits, model_preprocessing=declared, model_input_size=required_input_size(student))
     teacher = load_teacher(model_args, data) if args.method != NO_DISTILLATION else None
 
     trainer = DistillationTrainer(

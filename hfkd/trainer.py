@@ -32,7 +32,7 @@ from .launch import launch_arguments
 from .methods import METHODS
 from .metrics import TopkAccuracyMetrics, ranked_predictions
 from .model_card import CURVES_IMAGE, ModelCardContext, describe_trained_model, plot_training_curves, write_model_card
-from .models import provenance_of
+from .models import check_accepts_inputs, provenance_of
 from .non_finite import NonFiniteLossGuard
 from .results import summarize_evaluations
 from .schedule import EpochLength, EpochMilestoneLR, milestone_epochs
@@ -118,6 +118,10 @@ class DistillationTrainer(Trainer):
         if not isinstance(model, DistillationModel):
             weights = loss_weights or resolve_loss_weights(args)
             batch = example_batch(train_dataset, data_collator) if train_dataset is not None else None
+            if batch is not None:  # a size a model cannot take: one sentence now, not an error in the first step
+                for role, module in (("student", student), ("teacher", teacher if args.method in METHODS else None)):
+                    if module is not None:
+                        check_accepts_inputs(module, role, batch["pixel_values"], self.card_context.dataset_name)
             model = DistillationModel.build(student, teacher, args, weights, batch, train_dataset)
         teacher = teacher if model.needs_teacher else None
         if args.channels_last:  # the student, the method's own modules (projectors, regressors) and the teacher

@@ -8,6 +8,7 @@ from pathlib import Path
 import datasets
 import yaml
 
+from hfkd.train import main
 from tests.conftest import write_image_dataset
 
 
@@ -55,3 +56,22 @@ def tiny_recipe(folder: Path, **keys) -> Path:
     path = folder / "recipe.yaml"
     path.write_text(yaml.safe_dump(recipe, sort_keys=False))
     return path
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    """Every file below ``folder`` (path relative to it -> bytes)."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def refused(argv: list, folder: Path, capsys) -> str:
+    """Run ``hfkd train argv`` in this process: exit code 2, one line on stderr, no traceback, no file under
+    ``folder`` changed; returns the sentence."""
+    before = snapshot(folder)
+    code = main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    assert code == 2, captured.err
+    error = captured.err
+    assert error.startswith("hfkd: error: ") and error.endswith("\n") and error.count("\n") == 1, error
+    assert "Traceback" not in error + captured.out
+    assert snapshot(folder) == before
+    return error.strip().removeprefix("hfkd: error: ")

@@ -162,8 +162,9 @@ def test_teacher_runs_only_in_training_steps(tmp_path, learnable_data):
     )
     trainer.train()
     steps = len(learnable_data[0]) // 32
-    # one pass over the 128 evaluation images (batch 64) checks the teacher before training
-    assert calls.count("check") == 2 and trainer.teacher_top1 is not None
+    # before training: one example checks the teacher takes the input size, then one pass over the 128 evaluation
+    # images (batch 64) measures it
+    assert calls.count("check") == 3 and trainer.teacher_top1 is not None
     # then one call per training step, none during the per-epoch evaluation
     assert calls.count("train") == steps
     trainer.evaluate()

@@ -14,6 +14,7 @@ from .images import decode_rgb, open_image
 from .normalization import KNOWN_STATISTICS, compute_statistics, known_statistics
 from .sources import ClassificationSplits, load_splits
 from .transforms import (
+    CROP_PADDING,
     cifar_eval_transform,
     cifar_train_transform,
     eval_image_processor,
@@ -77,6 +78,19 @@ def _check_labels(labels: torch.Tensor, num_classes: int, split: str) -> None:
         )
 
 
+def _check_crop_size(images: torch.Tensor, name: str) -> None:
+    """The 'cifar' preset's random crop pads by CROP_PADDING pixels; on images no larger than that, some crops hold
+    padding alone (a 1x1 image is absent from 80 of every 81), and training is meaningless (the issue measured an
+    evaluation loss of 2.8e24 on 1x1 images)."""
+    height, width = images.shape[-2:]
+    if min(height, width) <= CROP_PADDING:
+        raise DataError(
+            f"the images of dataset {name!r} are {width}x{height} pixels, but the 'cifar' preset pads by {CROP_PADDING} "
+            f"pixels before its random crop, so images of {CROP_PADDING} pixels or fewer would train on crops of "
+            f"padding alone; use larger images, or transform_preset: imagenet to resize them"
+        )
+
+
 ROW_COLUMN = "__hfkd_row"
 
 
@@ -98,12 +112,16 @@ def _lazily_decoded(dataset, image_column: str, label_column: str, split: str, t
 
 
 def prepare_datasets(
-    data_args, splits: ClassificationSplits | None = None, model_preprocessing=None, seed: int = 0
+    data_args, splits: ClassificationSplits | None = None, model_preprocessing=None, seed: int = 0,
+    model_input_size: int | None = None,
 ) -> PreparedData:
     """Load (unless ``splits`` are given), pick the preset, decode small images once, attach the transforms.
 
     ``model_preprocessing`` (a pretrained student's declared normalisation and input size) takes precedence over
-    the dataset's statistics, so pretrained weights see the inputs they were trained on.
+    the dataset's statistics, so pretrained weights see the inputs they were trained on. ``model_input_size`` is the
+    side the student requires (``hfkd.models.required_input_size``, e.g. 224 for a ViT with fixed position
+    embeddings): the 'auto' preset then keeps small images at their size only when it is that one, and otherwise
+    resizes them to it with the 'imagenet' preset.
     """
     splits = splits if splits is not None else load_splits(data_args, seed=seed)
     num_classes = len(splits.label_names)
@@ -114,7 +132,8 @@ def prepare_datasets(
             raise DataError(f"the {splits.train_split} split is empty")
         with open_image(raw[0][splits.image_column], splits.train_split, 0) as first:
             width, height = first.size
-        preset = "cifar" if max(width, height) <= SMALL_IMAGE_MAX_SIDE else "imagenet"
+        small = max(width, height) <= SMALL_IMAGE_MAX_SIDE and model_input_size in (None, max(width, height))
+        preset = "cifar" if small else "imagenet"
 
     train_labels = torch.as_tensor(splits.train[splits.label_column])
     eval_labels = torch.as_tensor(splits.eval[splits.label_column])
@@ -123,6 +142,7 @@ def prepare_datasets(
 
     if preset == "cifar":
         train_images = decode_images(splits.train, splits.image_column, splits.train_split)
+        _check_crop_size(train_images, splits.name)
         eval_images = decode_images(splits.eval, splits.image_column, splits.eval_split)
         mean, std, source = _choose_statistics(data_args, splits.name, train_images, model_preprocessing)
         on_device = data_args.augment_on_device
@@ -133,7 +153,7 @@ def prepare_datasets(
         image_size = int(train_images.shape[-1])
     else:
         mean, std, source = _choose_statistics(data_args, splits.name, None, model_preprocessing)
-        image_size = (model_preprocessing.size if model_preprocessing is not None else None) or 224
+        image_size = model_input_size or (model_preprocessing.size if model_preprocessing is not None else None) or 224
         columns = (splits.image_column, splits.label_column)
         train = _lazily_decoded(splits.train, *columns, splits.train_split, imagenet_train_transform(mean, std, image_size))
         evaluation = _lazily_decoded(splits.eval, *columns, splits.eval_split, imagenet_eval_transform(mean, std, image_size))

@@ -8,6 +8,7 @@ from pathlib import Path
 import datasets
 
 from ..errors import DataError
+from .labels import check_image_column, check_several_classes, class_names
 
 BUILTIN_PREFIX = "builtin:"
 BUILTIN_ROOT = Path(__file__).resolve().parents[1] / "builtin_datasets"
@@ -128,6 +129,8 @@ def load_splits(data_args, seed: int = 0) -> ClassificationSplits:
     image_column, label_column = detect_columns(
         train.features, data_args.image_column_name, data_args.label_column_name, name
     )
+    check_image_column(train.features, image_column, name)
+    label_names = class_names(train, label_column, name)  # the whole split's classes, before max_train_samples
     eval_split = _pick_eval_split(dataset, data_args, name)
     if eval_split is None:
         stratify = label_column if isinstance(train.features[label_column], datasets.ClassLabel) else None
@@ -140,11 +143,7 @@ def load_splits(data_args, seed: int = 0) -> ClassificationSplits:
         train = train.select(range(min(data_args.max_train_samples, len(train))))
     if data_args.max_eval_samples is not None:
         evaluation = evaluation.select(range(min(data_args.max_eval_samples, len(evaluation))))
-    label_feature = train.features[label_column]
-    if isinstance(label_feature, datasets.ClassLabel):
-        label_names = list(label_feature.names)
-    else:
-        label_names = [str(i) for i in range(int(max(train[label_column])) + 1)]
+    check_several_classes(train, label_column, label_names, name, data_args.max_train_samples)
     return ClassificationSplits(
         train, evaluation, image_column, label_column, label_names, str(name), data_args.train_split, eval_split
     )

@@ -17,6 +17,8 @@ import torch.nn.functional as F
 
 from .keyed_random import keyed_integers
 
+CROP_PADDING = 4  # the references' RandomCrop(32, padding=4)
+
 
 class Normalize:
     """uint8 ``[B, C, H, W]`` -> float ``(x / 255 - mean) / std``."""
@@ -39,7 +41,7 @@ class RandomCropFlip:
     normalisation, as in the references.
     """
 
-    def __init__(self, padding: int = 4, seed: int = 0) -> None:
+    def __init__(self, padding: int = CROP_PADDING, seed: int = 0) -> None:
         self.padding = padding
         self.seed = seed
 
@@ -70,7 +72,9 @@ class Compose:
         return images
 
 
-def cifar_train_transform(mean: Sequence[float], std: Sequence[float], padding: int = 4, seed: int = 0) -> Compose:
+def cifar_train_transform(
+    mean: Sequence[float], std: Sequence[float], padding: int = CROP_PADDING, seed: int = 0
+) -> Compose:
     return Compose(RandomCropFlip(padding, seed), Normalize(mean, std))
 
 

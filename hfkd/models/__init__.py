@@ -12,6 +12,7 @@ from .outputs import ClassifierOutput
 from .reference_checkpoint import infer_reference_arch, load_reference_checkpoint
 from .registry import list_zoo_models, register_model
 from .input_adapter import TeacherInputAdapter, adapt_teacher_inputs
+from .input_size import check_accepts_inputs, required_input_size
 from .preprocessing import Preprocessing
 from .provenance import CheckpointInfo, ModelProvenance, attach_provenance, provenance_of
 from .timm_adapter import TimmFeatureClassifier
@@ -39,10 +40,12 @@ __all__ = [
     "TransformersFeatureClassifier",
     "adapt_teacher_inputs",
     "attach_provenance",
+    "check_accepts_inputs",
     "create_model",
     "infer_reference_arch",
     "list_zoo_models",
     "load_reference_checkpoint",
     "provenance_of",
     "register_model",
+    "required_input_size",
 ]

@@ -6,12 +6,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .input_size import required_input_size
 from .preprocessing import Preprocessing
 from .provenance import attach_provenance, provenance_of
 
 
 class TeacherInputAdapter(nn.Module):
     """Re-normalises (and, when the teacher declares another input size, bilinearly resizes) the student's batch.
+
+    ``target`` is the preprocessing the teacher is fed (its declared statistics and size).
 
     ``x_teacher = ((x * std_s + mean_s) - mean_t) / std_t``: the student-normalised pixels are mapped back to
     [0, 1] and normalised with the teacher's statistics (timm's distillation task does the same). Everything else
@@ -27,6 +30,7 @@ class TeacherInputAdapter(nn.Module):
         self.register_buffer("scale", (s_std / t_std).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("shift", ((s_mean - t_mean) / t_std).view(1, -1, 1, 1), persistent=False)
         self.size = target.size if target.size is not None and target.size != student.size else None
+        self.target = target
 
     @property
     def classifier(self) -> nn.Module:
@@ -46,11 +50,16 @@ class TeacherInputAdapter(nn.Module):
 def adapt_teacher_inputs(teacher: nn.Module, student: Preprocessing) -> nn.Module:
     """Wrap ``teacher`` in a TeacherInputAdapter when the preprocessing it declares differs from the student's.
 
-    A teacher that declares nothing (a zoo model, a reference .pth) is assumed to share the student's inputs. The
+    A teacher that declares nothing (a zoo model, a reference .pth) is assumed to share the student's inputs, but
+    for the input size its patch embedding requires (a ViT built from a config alone), which it is resized to. The
     adapter carries the teacher's provenance record.
     """
     provenance = provenance_of(teacher)
     declared = provenance.preprocessing if provenance is not None else None
+    required = required_input_size(teacher)
+    if required is not None and (declared is None or declared.size != required):
+        declared = Preprocessing(*(declared.mean, declared.std) if declared else (student.mean, student.std), required)
     if declared is None or not declared.differs_from(student.mean, student.std, student.size):
         return teacher
-    return attach_provenance(TeacherInputAdapter(teacher, student, declared), provenance)
+    adapter = TeacherInputAdapter(teacher, student, declared)
+    return attach_provenance(adapter, provenance) if provenance is not None else adapter

@@ -15,6 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..cli_parser import CommandLineParser
 from ..errors import HfkdError
 from .plots import plot_results
 from .runner import SweepRun, expand_recipes, run_sweep, seeds_for, set_aside_interrupted
@@ -35,13 +36,13 @@ def main(argv: list[str] | None = None) -> int:
     if "--" in argv:
         at = argv.index("--")
         argv, overrides = argv[:at], argv[at + 1:]
-    parser = argparse.ArgumentParser(prog="hfkd sweep", description=__doc__,
+    parser = CommandLineParser(prog="hfkd sweep", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("recipes", nargs="+", help="recipe files or globs (quote globs)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0], help="seeds to run every recipe with")
     parser.add_argument("--output_dir", default="sweeps/sweep", help="where the runs and the report go")
     parser.add_argument("--launcher", choices=["inline", "accelerate"], default="inline",
-                        help="run in this process, or each run through `accelerate launch`")
+                        help="run in this process, or each run through `hfkd launch` (accelerate)")
     parser.add_argument("--accelerate_args", default="", help="arguments for accelerate launch, one string")
     parser.add_argument("--single_seed", nargs="+", default=None, metavar="PATTERN",
                         help="recipe file names (globs) run with the first seed only, e.g. a shared teacher")

@@ -67,11 +67,11 @@ def _run_inline(run: SweepRun, overrides: list[str]) -> None:
 
 
 def _run_process(run: SweepRun, overrides: list[str], launcher: str, accelerate_args: list[str]) -> None:
-    """The run in a process of its own: ``accelerate launch hfkd/run.py`` or ``python -m hfkd train``."""
+    """The run in a process of its own: ``hfkd launch`` (accelerate's launcher, ending with hfkd's sentence, which
+    is what a failed run records) or ``python -m hfkd train``."""
     arguments = [str(run.recipe), *overrides, "--seed", str(run.seed), "--output_dir", str(run.output_dir)]
     if launcher == "accelerate":
-        script = Path(__file__).resolve().parents[1] / "run.py"  # hfkd/run.py, the script accelerate launches
-        command = [sys.executable, "-m", "accelerate.commands.launch", *accelerate_args, str(script), *arguments]
+        command = [sys.executable, "-m", "hfkd", "launch", *accelerate_args, *arguments]
     else:
         command = [sys.executable, "-m", "hfkd", "train", *arguments]
     done = subprocess.run(command, capture_output=True, text=True)
