@@ -40,10 +40,11 @@ def write_dataset(folder, labels: list, images=None, label_feature=None, extra: 
 
 @pytest.fixture()
 def run_dir(tmp_path):
-    """A recipe (resnet8, one quick epoch) writing into an output folder that already holds a user's file."""
+    """A recipe (resnet8, one quick epoch) writing into an empty output folder beside a user's file (a folder holding
+    the user's files is refused by the output-folder rule before any check these tests make)."""
     out = tmp_path / "out"
     out.mkdir()
-    (out / "notes.txt").write_text("mine\n")
+    (tmp_path / "notes.txt").write_text("mine\n")
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(yaml.safe_dump({
         "model_name_or_path": "resnet8", "method": "none", "output_dir": str(out), "num_train_epochs": 1,

@@ -23,10 +23,12 @@ BASE = {"model_name_or_path": "resnet8", "dataset_name": "builtin:cifar10-quicks
 
 @pytest.fixture()
 def workspace(tmp_path):
-    """A recipe file and an output folder that already holds a user's file, so a refusal that wrote anything shows."""
+    """A recipe file, an empty output folder and a user's file beside it; the tests compare every file below the
+    workspace, so a refusal that wrote anything shows (a folder holding the user's files is refused by the
+    output-folder rule first, so it holds none here)."""
     out = tmp_path / "out"
     out.mkdir()
-    (out / "notes.txt").write_text("mine\n")
+    (tmp_path / "notes.txt").write_text("mine\n")
 
     def write(values: dict | str, name: str = "recipe.yaml") -> Path:
         path = tmp_path / name
