@@ -12,6 +12,40 @@ from hfkd.data.transforms import RandomCropFlip
 N = 200_000
 
 
+def fmix32(h: int) -> int:
+    """MurmurHash3's 32-bit finaliser (Appleby, MurmurHash3.cpp ``fmix32``) on Python integers."""
+    h ^= h >> 16
+    h = (h * 0x85EBCA6B) & 0xFFFFFFFF
+    h ^= h >> 13
+    h = (h * 0xC2B2AE35) & 0xFFFFFFFF
+    return h ^ (h >> 16)
+
+
+def reference_hash(seed: int, epoch: int, index: int, slot: int) -> int:
+    """The counters' combination documented in keyed_random, with exact integer arithmetic (no 16-bit split)."""
+    golden, mask = 0x9E3779B9, 0xFFFFFFFF
+    h = fmix32(((seed * golden) & mask) ^ (epoch & mask))
+    h = fmix32((h + (index & mask) * golden) & mask)
+    return fmix32(h ^ ((slot & mask) * 0x27D4EB2F & mask))
+
+
+def test_hash_equals_the_exact_integer_reference():
+    # the tensor code splits 32-bit products into 16-bit halves to avoid int64 overflow: check it bit for bit,
+    # including counters near 2**32 where every bit of every product matters
+    index = torch.tensor([0, 1, 2, 12345, 2**31 - 1, 2**31, 2**32 - 2, 2**32 - 1, 987654321])
+    for seed, epoch, slot in [(0, 0, 0), (1, 3, 2), (2**32 - 1, 2**32 - 1, 7), (123456789, 240, 2**32 - 1)]:
+        got = keyed_hash(seed, epoch, index, slot).tolist()
+        assert got == [reference_hash(seed, epoch, i, slot) for i in index.tolist()], (seed, epoch, slot)
+    assert keyed_hash(5, 1, index).tolist() == [reference_hash(5, 1, i, 0) for i in index.tolist()]  # slot 0
+    # an int32 index or slot (what some samplers and collates give) draws what the int64 one draws
+    small = torch.tensor([3, 2**31 - 1, 77], dtype=torch.int32)
+    assert torch.equal(keyed_hash(9, 2, small, torch.tensor(5, dtype=torch.int32)), keyed_hash(9, 2, small.long(), 5))
+    u = keyed_uniform(5, 1, index)
+    assert u.dtype == torch.float64  # 32 random bits need a float64 mantissa
+    assert u.tolist() == [reference_hash(5, 1, i, 0) / 2**32 for i in index.tolist()]
+    assert keyed_integers(5, 1, index, 3, 9).tolist() == [reference_hash(5, 1, i, 3) % 9 for i in index.tolist()]
+
+
 def test_uniform_moments_and_independence():
     index = torch.arange(N)
     u = keyed_uniform(0, 1, index)
