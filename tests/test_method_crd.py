@@ -25,7 +25,6 @@ from tests.method_helpers import (
     make_method,
     outputs,
     tiny_trainer,
-    trained_teacher,
     unit,
 )
 
@@ -190,8 +189,8 @@ def test_gradients_reach_student_and_both_embeddings_only(learnable_data):
     assert_only_term_trains(student, teacher, method, out, "crd")  # both embeddings too; the logits are never read
 
 
-def test_crd_trains_end_to_end_with_adapted_nce_k(tmp_path, learnable_data, caplog):
-    teacher = trained_teacher(tmp_path, learnable_data[0])
+def test_crd_trains_end_to_end_with_adapted_nce_k(tmp_path, learnable_data, caplog, trained_teacher):
+    teacher = trained_teacher
     with caplog.at_level(logging.WARNING, logger="hfkd.data.contrast"):
         trainer = tiny_trainer(tmp_path, "crd", teacher=teacher, train_dataset=learnable_data[0], num_train_epochs=3)
     assert [r.getMessage() for r in caplog.records if "nce_k=192" in r.getMessage()]

@@ -33,19 +33,6 @@ def config(tmp_path, **overrides) -> DistillationConfig:
     return DistillationConfig(**values)
 
 
-def trained_teacher(tmp_path, data, epochs: int = 3):
-    torch.manual_seed(0)
-    student = create_model("resnet8", num_classes=4)
-    trainer = DistillationTrainer(
-        model=student,
-        args=config(tmp_path / "teacher", method="none", num_train_epochs=epochs, lr_decay_epochs=[]),
-        train_dataset=data[0],
-        eval_dataset=data[1],
-    )
-    trainer.train()
-    return student.eval()
-
-
 # ---- schedule -----------------------------------------------------------------------------------------------
 
 
@@ -227,8 +214,8 @@ def test_method_without_teacher_and_all_zero_weights_are_errors(tmp_path, learna
 # ---- end to end ---------------------------------------------------------------------------------------------
 
 
-def test_kd_run_learns_logs_terms_and_exports(tmp_path, learnable_data):
-    teacher = trained_teacher(tmp_path, learnable_data)
+def test_kd_run_learns_logs_terms_and_exports(tmp_path, learnable_data, trained_teacher):
+    teacher = trained_teacher
     torch.manual_seed(1)
     student = create_model("resnet8", num_classes=4)
     trainer = DistillationTrainer(
