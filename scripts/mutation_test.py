@@ -28,7 +28,8 @@ REPO = Path(__file__).resolve().parents[1]
 TESTS = {
     "hfkd/schedule.py": ["tests/test_trainer.py", "-k", "milestone"],
     "hfkd/data/keyed_random.py": ["tests/test_keyed_random.py"],
-    "hfkd/data/transforms.py": ["tests/test_keyed_random.py", "tests/test_data.py"],
+    "hfkd/data/transforms.py": ["tests/test_keyed_random.py", "tests/test_data.py", "tests/test_data_sources.py",
+                                "-k", "not quickstart"],
     "hfkd/data/contrast.py": ["tests/test_contrast_sampler.py", "tests/test_keyed_random.py"],
     "hfkd/checkpoints.py": ["tests/test_checkpoints.py"],
     "hfkd/methods/components/*": ["tests/test_feature_layout.py", "tests/test_loss.py", "tests/test_method_cc.py",
