@@ -3,6 +3,7 @@
     pip install -e '.[mutation]'
     python scripts/mutation_test.py hfkd/schedule.py            # one module, with its own fast test files
     python scripts/mutation_test.py --list                      # the modules and the tests each one runs
+    python scripts/mutation_test.py hfkd/data/transforms.py --only 'hfkd.data.transforms.xǁRandomCropFlipǁ*'
 
 mutmut (https://github.com/boxed/mutmut) reads its settings from a ``[mutmut]`` section of setup.cfg and mutates a
 copy of the sources under ``mutants/``. Each module here is mutated against only the test files that exercise it (the
@@ -77,6 +78,9 @@ def main() -> None:
     parser.add_argument("module", nargs="?", choices=sorted(TESTS))
     parser.add_argument("--list", action="store_true", help="print the modules and their test selections")
     parser.add_argument("--max-children", type=int, default=1, help="mutants tested in parallel")
+    parser.add_argument("--only", nargs="+", default=[], metavar="GLOB",
+                        help="test only the mutants whose names match (mutmut's names: module.x_function__mutmut_N, "
+                             "module.xǁClassǁmethod__mutmut_N)")
     options = parser.parse_args()
     if options.list or options.module is None:
         for module, tests in TESTS.items():
@@ -85,8 +89,8 @@ def main() -> None:
     folder = scratch_project(options.module)
     # the scratch copy, not the editable install or this checkout, is what the tests import
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"OMP_NUM_THREADS": "1"}
-    subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children", str(options.max_children)],
-                   cwd=folder, env=env, check=True)
+    subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children", str(options.max_children),
+                    *options.only], cwd=folder, env=env, check=True)
     survivors = subprocess.run([sys.executable, "-m", "mutmut", "results"], cwd=folder, env=env, check=True,
                                capture_output=True, text=True).stdout
     print(survivors)
