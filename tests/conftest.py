@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -77,6 +78,30 @@ def cifar_like_dir(tmp_path):
 @pytest.fixture()
 def learnable_data():
     return learnable_datasets()
+
+
+@pytest.fixture(scope="session")
+def _trained_resnet8(tmp_path_factory):
+    from hfkd.config import DistillationConfig
+    from hfkd.models import create_model
+    from hfkd.trainer import DistillationTrainer
+
+    torch.manual_seed(0)
+    model = create_model("resnet8", num_classes=4)
+    args = DistillationConfig(
+        output_dir=str(tmp_path_factory.mktemp("trained_resnet8")), method="none", num_train_epochs=3,
+        per_device_train_batch_size=32, learning_rate=0.05, lr_decay_epochs=[], save_strategy="no",
+        eval_strategy="no", logging_strategy="epoch", disable_tqdm=True, report_to="none", seed=0,
+    )
+    DistillationTrainer(model=model, args=args, train_dataset=learnable_datasets()[0]).train()
+    return model.eval()
+
+
+@pytest.fixture()
+def trained_teacher(_trained_resnet8):
+    """A resnet8 (seed 0) trained alone for 3 epochs on ``learnable_datasets()``'s training set, in eval mode: a
+    teacher that knows the task. Trained once per session; each test gets its own copy (hooks, modes, no sharing)."""
+    return copy.deepcopy(_trained_resnet8).eval()
 
 
 @pytest.fixture(autouse=True)

@@ -234,13 +234,6 @@ def train_and_logs(tmp_path, name: str, student="resnet8", teacher="resnet8", **
     return trainer, logs_after_training(trainer, name)
 
 
-def trained_teacher(tmp_path, train_dataset, **overrides) -> nn.Module:
-    """A resnet8 (seed 0) trained alone (method none) on ``train_dataset``, as a teacher that knows the task."""
-    trainer = tiny_trainer(tmp_path / "teacher", "none", teacher=None, train_dataset=train_dataset, **overrides)
-    trainer.train()
-    return trainer.model.student
-
-
 def assert_falls(logs: list[dict], key: str, count: int | None = None) -> None:
     """``key`` is in ``count`` logs (at least 3 when None), every value is finite, and the last is below the first."""
     values = [log[key] for log in logs]

@@ -204,6 +204,11 @@ def test_push_command_uploads_a_finished_run(hub_server, finished_run, tmp_path)
 
 def test_refused_repo_creation_stops_before_training(hub_server, tmp_path):
     recipe = tiny_recipe(tmp_path, push_to_hub=True, hub_model_id=f"{hub_server.user}/never")
+    values = yaml.safe_load(recipe.read_text())
+    del values["stages"]["teacher"]  # the refused stage alone: no teacher stage to train first
+    values["stages"]["run"].pop("teacher")
+    values["stages"]["run"]["method"] = "none"
+    recipe.write_text(yaml.safe_dump(values, sort_keys=False))
     hub_server.set_refusing(True)
     code = f"from hfkd.run import main\nemit(main([{str(recipe)!r}]))"
     assert run_hub_client(hub_server, tmp_path / "home", code) == 2

@@ -25,7 +25,6 @@ from tests.method_helpers import (
     make_method,
     outputs,
     tiny_trainer,
-    trained_teacher,
     unit,
 )
 
@@ -87,7 +86,8 @@ INDEX2, CONTRAST2 = [4, 0], [[4, 1, 3], [0, 2, 1]]
 
 def small_crd() -> CRD:
     torch.manual_seed(7)
-    return CRD(student_dim=2, teacher_dim=3, n_data=5, feat_dim=3, temperature=0.5, momentum=0.5)
+    # an asymmetric momentum: with 0.5, swapping m and 1 - m in the memory update would change nothing
+    return CRD(student_dim=2, teacher_dim=3, n_data=5, feat_dim=3, temperature=0.5, momentum=0.3)
 
 
 def test_contrast_loss_matches_the_formula():
@@ -128,7 +128,7 @@ def test_memory_update_touches_only_the_batch_rows():
     method(*pair_outputs(F_S1, F_T1), {"index": torch.tensor(INDEX1), "contrast_index": torch.tensor(CONTRAST1)})
     rows = torch.tensor(INDEX1)
     for memory, before, v in ((method.contrast.memory_v1, before_v1, v1), (method.contrast.memory_v2, before_v2, v2)):
-        expected = 0.5 * before[rows] + 0.5 * v
+        expected = 0.3 * before[rows] + 0.7 * v  # momentum 0.3 keeps 30 % of the old row
         expected = expected / expected.norm(dim=1, keepdim=True)
         assert torch.allclose(memory[rows], expected, atol=1e-6)
         untouched = torch.tensor([0, 2, 4])
@@ -167,7 +167,9 @@ def test_build_sizes_embeddings_and_memory_from_the_wrapped_example_batch(learna
     train = ContrastiveDataset(learnable_data[0], nce_k=100)
     batch = example_batch(train, lambda items: items)
     student, teacher = create_model("resnet8", num_classes=4), create_model("resnet8x4", num_classes=4)
-    method = make_method("crd", student, teacher, batch, train_dataset=train, crd_feat_dim=32)
+    method = make_method("crd", student, teacher, batch, train_dataset=train, crd_feat_dim=32, crd_nce_t=0.1,
+                         crd_nce_m=0.3)
+    assert (method.contrast.temperature, method.contrast.momentum) == (0.1, 0.3)  # the recipe's, not the defaults
     assert method.embed_s.linear.weight.shape == (32, 64) and method.embed_t.linear.weight.shape == (32, 256)
     assert method.contrast.memory_v1.shape == (256, 32) and method.contrast.memory_v2.shape == (256, 32)
     assert sum(p.numel() for p in method.parameters()) == (64 * 32 + 32) + (256 * 32 + 32)
@@ -187,8 +189,8 @@ def test_gradients_reach_student_and_both_embeddings_only(learnable_data):
     assert_only_term_trains(student, teacher, method, out, "crd")  # both embeddings too; the logits are never read
 
 
-def test_crd_trains_end_to_end_with_adapted_nce_k(tmp_path, learnable_data, caplog):
-    teacher = trained_teacher(tmp_path, learnable_data[0])
+def test_crd_trains_end_to_end_with_adapted_nce_k(tmp_path, learnable_data, caplog, trained_teacher):
+    teacher = trained_teacher
     with caplog.at_level(logging.WARNING, logger="hfkd.data.contrast"):
         trainer = tiny_trainer(tmp_path, "crd", teacher=teacher, train_dataset=learnable_data[0], num_train_epochs=3)
     assert [r.getMessage() for r in caplog.records if "nce_k=192" in r.getMessage()]

@@ -40,7 +40,6 @@ from tests.method_helpers import (
     randomize_batchnorm,
     relu,
     tiny_trainer,
-    trained_teacher,
 )
 
 # ---- numpy SimKD from the spec ---------------------------------------------------------------------------------
@@ -219,10 +218,9 @@ def test_gradients_reach_student_and_projector_but_not_heads_or_teacher():
 # ---- end to end: train, evaluate without the teacher, export, reload --------------------------------------------
 
 
-def test_end_to_end_export_reproduces_accuracy_without_teacher(tmp_path):
+def test_end_to_end_export_reproduces_accuracy_without_teacher(tmp_path, trained_teacher):
     train, evaluation = learnable_datasets(n_train=128, n_eval=64)
-    teacher = trained_teacher(tmp_path, train, num_train_epochs=3)
-    teacher.eval()
+    teacher = trained_teacher
     teacher_calls = []
     teacher.register_forward_hook(lambda *args: teacher_calls.append(1))
 

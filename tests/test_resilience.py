@@ -58,7 +58,7 @@ def test_a_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, 
     assert sorted(p.name for p in (tmp_path / "out").glob("checkpoint-*")) == ["checkpoint-2"]
 
 
-def test_a_near_chance_teacher_is_flagged_before_distillation(tmp_path, learnable_data, caplog):
+def test_a_near_chance_teacher_is_flagged_before_distillation(tmp_path, learnable_data, caplog, trained_teacher):
     def trainer_with(teacher):
         return DistillationTrainer(
             model=create_model("resnet8", num_classes=4), teacher=teacher,
@@ -75,15 +75,8 @@ def test_a_near_chance_teacher_is_flagged_before_distillation(tmp_path, learnabl
     assert "near chance (25.0 % for 4 classes; below 32.5 %" in caplog.text
 
     caplog.clear()
-    good = create_model("resnet8", num_classes=4)
-    DistillationTrainer(
-        model=good, args=DistillationConfig(output_dir=str(tmp_path / "t"), method="none", num_train_epochs=3,
-                                            per_device_train_batch_size=32, lr_decay_epochs=[], disable_tqdm=True,
-                                            save_strategy="no"),
-        train_dataset=learnable_data[0], eval_dataset=learnable_data[1],
-    ).train()
     with caplog.at_level(logging.WARNING, logger="hfkd.trainer"):
-        assert trainer_with(good.eval()).check_teacher() > 50.0
+        assert trainer_with(trained_teacher).check_teacher() > 50.0  # trained 3 epochs on the same task
     assert "near chance" not in caplog.text
 
 
@@ -140,7 +133,8 @@ def test_bf16_autocast_on_cpu_matches_fp32(method, tmp_path):
 # ---- exact resume ---------------------------------------------------------------------------------------------
 
 SCRIPT = textwrap.dedent('''
-    import json, os, signal, sys
+    import hashlib, json, os, random, signal, sys
+    import numpy as np
     import torch
     from transformers import TrainerCallback
     from hfkd.config import DistillationConfig
@@ -149,6 +143,26 @@ SCRIPT = textwrap.dedent('''
     from tests.conftest import learnable_datasets
 
     mode, output, kill_at = sys.argv[1], sys.argv[2], int(sys.argv[3])
+
+    class StepRecorder(TrainerCallback):
+        """The training state each step starts from: step count, lr and scheduler count, optimizer momentum, the
+        RNG states, the student's weights and the CRD memory."""
+
+        def __init__(self):
+            self.steps = []
+
+        def on_step_begin(self, args, state, control, model=None, optimizer=None, lr_scheduler=None, **kwargs):
+            scheduler = getattr(lr_scheduler, "scheduler", lr_scheduler)
+            buffers = [s["momentum_buffer"] for s in optimizer.state.values() if s.get("momentum_buffer") is not None]
+            self.steps.append({
+                "step": state.global_step, "lr": scheduler.get_last_lr()[0], "scheduler_count": scheduler.last_epoch,
+                "momentum": sum(b.double().abs().sum().item() for b in buffers),
+                "torch_rng": hashlib.sha256(torch.get_rng_state().numpy().tobytes()).hexdigest(),
+                "numpy_rng": hashlib.sha256(np.random.get_state()[1].tobytes()).hexdigest(),
+                "python_rng": hashlib.sha256(repr(random.getstate()).encode()).hexdigest(),
+                "student": sum(p.double().abs().sum().item() for p in model.student.parameters()),
+                "memory": model.method.contrast.memory_v1.double().abs().sum().item(),
+            })
 
     class KillAfterSave(TrainerCallback):
         def on_save(self, args, state, control, **kwargs):
@@ -168,11 +182,11 @@ SCRIPT = textwrap.dedent('''
                               per_device_train_batch_size=32, lr_decay_epochs=[1], save_strategy="steps",
                               save_steps=3, save_total_limit=None, disable_tqdm=True, seed=0)
     trainer = Trainer(model=student, teacher=teacher, args=args, train_dataset=train, eval_dataset=evaluation,
-                      callbacks=[KillAfterSave()])
+                      callbacks=[KillAfterSave(), recorder := StepRecorder()])
     trainer.train(resume_from_checkpoint=True if mode == "resume" else None)
     weights = {k: v.double().sum().item() for k, v in trainer.model.state_dict().items()}
     evals = [h for h in trainer.state.log_history if "eval_top1" in h]
-    print("RESULT" + json.dumps({"evals": evals, "weights": weights}))
+    print("RESULT" + json.dumps({"evals": evals, "weights": weights, "steps": recorder.steps}))
 ''')
 
 
@@ -196,18 +210,27 @@ def uninterrupted(tmp_path_factory):
     return result_of(run_script(folder, "full", folder / "out"))
 
 
-@pytest.mark.parametrize("kill", ["kill_after_save", "kill_during_save"])
-def test_a_killed_run_resumes_to_the_uninterrupted_result(tmp_path, uninterrupted, kill):
+@pytest.mark.parametrize("kill, resumes_at", [("kill_after_save", 6), ("kill_during_save", 3)])
+def test_a_killed_run_resumes_to_the_uninterrupted_result(tmp_path, uninterrupted, kill, resumes_at):
     output = tmp_path / "out"
-    # 4 steps per epoch: step 3 (saved, then killed) and step 6 (killed while saving) are both mid-epoch
-    kill_at = 3 if kill == "kill_after_save" else 6
-    done = run_script(tmp_path, kill, output, kill_at)
+    # 4 steps per epoch; killed at step 6 (mid-epoch 2) after its save or while saving. Both leave checkpoint-3 and
+    # checkpoint-6: after the save both are complete and the run must resume from the newer one; during the save
+    # checkpoint-6 is incomplete and the run must resume from checkpoint-3
+    done = run_script(tmp_path, kill, output, 6)
     assert done.returncode == -9  # SIGKILL
-    checkpoints = sorted(p.name for p in output.glob("checkpoint-*"))
-    if kill == "kill_during_save":
-        assert checkpoints == ["checkpoint-3", "checkpoint-6"]
-        assert not (output / "checkpoint-6" / "trainer_state.json").exists()  # looks started, is not complete
+    assert sorted(p.name for p in output.glob("checkpoint-*")) == ["checkpoint-3", "checkpoint-6"]
+    complete = (output / "checkpoint-6" / "trainer_state.json").exists()
+    assert complete == (kill == "kill_after_save")  # during the save it looks started, but is not complete
     resumed = result_of(run_script(tmp_path, "resume", output))
+    # the resumed run STARTS at the checkpoint's step, in the state the uninterrupted run had there: a run that
+    # ignored the checkpoint (retraining from step 0) or took the oldest one would start elsewhere
+    assert resumed["steps"][0]["step"] == resumes_at
+    assert [s["step"] for s in resumed["steps"]] == list(range(resumes_at, 8))
+    for got, expected in zip(resumed["steps"], uninterrupted["steps"][resumes_at:]):
+        for key in ("step", "scheduler_count", "torch_rng", "numpy_rng", "python_rng"):
+            assert got[key] == expected[key], (got["step"], key)
+        for key in ("lr", "momentum", "student", "memory"):
+            assert got[key] == pytest.approx(expected[key], rel=1e-6), (got["step"], key)
     assert [e["eval_top1"] for e in resumed["evals"]] == [e["eval_top1"] for e in uninterrupted["evals"]]
     assert [e["eval_loss"] for e in resumed["evals"]] == pytest.approx(
         [e["eval_loss"] for e in uninterrupted["evals"]], rel=1e-6)

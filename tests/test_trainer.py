@@ -33,19 +33,6 @@ def config(tmp_path, **overrides) -> DistillationConfig:
     return DistillationConfig(**values)
 
 
-def trained_teacher(tmp_path, data, epochs: int = 3):
-    torch.manual_seed(0)
-    student = create_model("resnet8", num_classes=4)
-    trainer = DistillationTrainer(
-        model=student,
-        args=config(tmp_path / "teacher", method="none", num_train_epochs=epochs, lr_decay_epochs=[]),
-        train_dataset=data[0],
-        eval_dataset=data[1],
-    )
-    trainer.train()
-    return student.eval()
-
-
 # ---- schedule -----------------------------------------------------------------------------------------------
 
 
@@ -70,6 +57,42 @@ def test_epoch_milestone_scheduler_is_constant_within_epochs():
         scheduler.step()
     expected = [0.05] * 6 + [0.005] * 3 + [0.0005] * 3  # epochs 1-2, 3, 4
     assert seen == pytest.approx(expected)
+
+
+def test_epoch_milestone_scheduler_needs_its_epoch_length_before_the_first_step():
+    param = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([param], lr=0.05)
+    scheduler = EpochMilestoneLR(optimizer, milestones=[1], rate=0.1)
+    with pytest.raises(RuntimeError, match="^EpochMilestoneLR stepped before its steps_per_epoch was set$"):
+        scheduler.step()
+    with pytest.raises(ValueError, match="^steps_per_epoch must be >= 1$"):
+        scheduler.set_steps_per_epoch(0)
+    scheduler.set_steps_per_epoch(1)  # one update per epoch: epoch 2 starts at the next step
+    scheduler.step()
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.005)
+
+
+def test_milestone_epoch_length_reaches_the_scheduler_through_accelerates_wrapper():
+    from types import SimpleNamespace
+
+    from accelerate.scheduler import AcceleratedScheduler
+
+    from hfkd.schedule import EpochLength
+
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.05)
+    args = SimpleNamespace(gradient_accumulation_steps=2)
+    for wrap in (False, True):
+        scheduler = EpochMilestoneLR(optimizer, milestones=[1], rate=0.1)
+        given = AcceleratedScheduler(scheduler, optimizer) if wrap else scheduler
+        EpochLength().on_train_begin(args, None, None, lr_scheduler=given, train_dataloader=[0] * 7)
+        assert scheduler.steps_per_epoch == 4  # ceil(7 batches / 2 accumulated)
+    EpochLength().on_train_begin(args, None, None, lr_scheduler=scheduler, train_dataloader=[])
+    assert scheduler.steps_per_epoch == 1  # an empty loader still gives a valid epoch length
+    not_sized = iter([0] * 7)
+    message = "^lr_decay_epochs needs a training set with a known length; use lr_scheduler_type$"
+    for loader in (None, not_sized):
+        with pytest.raises(RecipeError, match=message):
+            EpochLength().on_train_begin(args, None, None, lr_scheduler=scheduler, train_dataloader=loader)
 
 
 class RecordLr(TrainerCallback):
@@ -193,8 +216,8 @@ def test_method_without_teacher_and_all_zero_weights_are_errors(tmp_path, learna
 # ---- end to end ---------------------------------------------------------------------------------------------
 
 
-def test_kd_run_learns_logs_terms_and_exports(tmp_path, learnable_data):
-    teacher = trained_teacher(tmp_path, learnable_data)
+def test_kd_run_learns_logs_terms_and_exports(tmp_path, learnable_data, trained_teacher):
+    teacher = trained_teacher
     torch.manual_seed(1)
     student = create_model("resnet8", num_classes=4)
     trainer = DistillationTrainer(
@@ -249,6 +272,9 @@ def test_fractional_milestones_keep_the_reference_shape():
     assert milestone_epochs([0.625, 0.75, 0.875], 240) == [150, 180, 210]  # the reference's own schedule
     assert milestone_epochs([0.625, 0.75, 0.875], 8) == [5, 6, 7]
     assert milestone_epochs([150, 180, 210], 30) == [150, 180, 210]  # epochs stay epochs
+    assert milestone_epochs([1], 8) == [1] and milestone_epochs([1.5, 3], 8) == [1.5, 3]  # 1 is an epoch, not 100 %
+    (half,) = milestone_epochs([0.3], 5)
+    assert half == 1.5 and isinstance(half, float)  # a fraction landing between epochs is kept, not truncated
 
 
 def test_trainer_applies_fractional_milestones_per_epoch(tmp_path, learnable_data):
