@@ -32,7 +32,7 @@ TESTS = {
     "hfkd/data/transforms.py": ["tests/test_keyed_random.py", "tests/test_data.py", "tests/test_data_sources.py",
                                 "-k", "not quickstart"],
     "hfkd/data/contrast.py": ["tests/test_contrast_sampler.py", "tests/test_keyed_random.py"],
-    "hfkd/checkpoints.py": ["tests/test_checkpoints.py"],
+    "hfkd/checkpoints.py": ["tests/test_checkpoint_selection.py"],
     "hfkd/methods/components/kl_divergence.py": ["tests/test_loss.py", "tests/test_method_logit_std.py",
                                                   "-k", "not end_to_end and not trainer_arguments"],
     "hfkd/methods/components/logit_transforms.py": ["tests/test_method_logit_std.py", "-k", "not end_to_end"],
