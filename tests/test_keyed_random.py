@@ -7,7 +7,7 @@ import math
 import torch
 
 from hfkd.data.keyed_random import keyed_hash, keyed_integers, keyed_uniform
-from hfkd.data.transforms import RandomCropFlip
+from hfkd.data.transforms import Compose, RandomCropFlip
 
 N = 200_000
 
@@ -164,3 +164,14 @@ def test_crop_flip_draws_are_read_back_exactly():
     for b in range(64):
         window = padded[b, :, top[b] : top[b] + size, left[b] : left[b] + size]
         assert torch.equal(out[b], window.flip(-1) if flip[b] else window), b
+    # the draws are slots 0 (top), 1 (left) and 2 (flip) of (seed, epoch, index): pinned, so that changing what an
+    # example draws (and so what a resumed run or a rerun with a newer hfkd trains on) is a deliberate change
+    index = torch.arange(64)
+    assert torch.equal(top, keyed_integers(0, 5, index, 0, 2 * padding + 1))
+    assert torch.equal(left, keyed_integers(0, 5, index, 1, 2 * padding + 1))
+    assert torch.equal(flip, keyed_integers(0, 5, index, 2, 2) == 1)
+    # called without an epoch, the transforms draw epoch 0's crops
+    augment = RandomCropFlip(padding=padding)
+    images = coords.contiguous()
+    assert torch.equal(augment(images, index), augment(images, index, epoch=0))
+    assert torch.equal(Compose(augment)(images, index), augment(images, index, epoch=0))
