@@ -1,4 +1,4 @@
-"""The ``hfkd`` command: train a recipe, push a finished run, convert a reference checkpoint."""
+"""The ``hfkd`` command: train a recipe, push a finished run, convert a reference checkpoint, sweep, cache a teacher."""
 
 from __future__ import annotations
 
@@ -7,12 +7,13 @@ import sys
 
 from .errors import HfkdError
 
-USAGE = """usage: hfkd {train,push,convert,sweep} ...
+USAGE = """usage: hfkd {train,push,convert,sweep,cache-teacher} ...
 
   train RECIPE.yaml [--key value ...]     train a recipe's runs (same as `accelerate launch hfkd/run.py ...`)
   push OUTPUT_DIR [--hub_model_id ID]     push a finished run's export, model card and records to the Hub
   convert PTH OUTPUT_DIR [--arch NAME]    turn a SimKD / RepDistiller release checkpoint into an hfkd export
   sweep RECIPES... [--seeds 0 1 2]        run recipes x seeds (resumable) and write a results table and plots
+  cache-teacher RECIPE.yaml [--key value]  run the teacher once over every training view into teacher_cache
 """
 
 
@@ -65,6 +66,10 @@ def main(argv: list[str] | None = None) -> int:
         from .sweep import main as sweep_main
 
         return sweep_main(rest)
+    if command == "cache-teacher":
+        from .teacher_cache.build import main as cache_main
+
+        return cache_main(rest)
     commands = {"push": _push, "convert": _convert}
     if command not in commands:
         print(f"hfkd: error: unknown command {command!r}\n{USAGE}", file=sys.stderr)

@@ -66,7 +66,7 @@ def check_output_dir(output_dir: str, overwrite: bool, resuming: bool) -> None:
 
 def check_run_target(model_args, args) -> str | None:
     """The checks a recipe run passes before anything is loaded; returns the checkpoint to resume from, if any."""
-    require_teacher(args.method, model_args.teacher is not None)
+    require_teacher(args.method, model_args.teacher is not None or model_args.teacher_cache is not None)
     resume = resume_target(args.output_dir, args.resume_from_checkpoint)
     check_output_dir(args.output_dir, args.overwrite_output_dir, resuming=resume is not None)
     return resume

@@ -35,6 +35,7 @@ from .non_finite import NonFiniteLossGuard
 from .results import summarize_evaluations
 from .schedule import EpochLength, EpochMilestoneLR, milestone_epochs
 from .setup_checks import check_models, check_report_to, resume_target, warn_about_schedule
+from .teacher_cache.cached_teacher import CachedTeacher
 from .teacher_check import TeacherCheck, measure_teacher_top1
 
 logger = logging.getLogger(__name__)
@@ -95,6 +96,8 @@ class DistillationTrainer(Trainer):
         warn_about_schedule(args)
         if train_dataset is not None and args.method in METHODS:
             train_dataset = METHODS[args.method].prepare_train_dataset(train_dataset, args)
+        if isinstance(teacher, CachedTeacher):  # it looks the teacher's logits up by example index
+            train_dataset = CachedTeacher.indexed(train_dataset)
         if not isinstance(model, DistillationModel):
             weights = loss_weights or resolve_loss_weights(args)
             batch = example_batch(train_dataset, data_collator) if train_dataset is not None else None
@@ -127,6 +130,8 @@ class DistillationTrainer(Trainer):
         self._term_steps = 0
 
     def _prepare_teacher(self, teacher: nn.Module) -> nn.Module:
+        if isinstance(teacher, CachedTeacher):  # no weights, no computation: nothing for accelerate to place
+            return teacher
         teacher.eval()
         teacher.requires_grad_(False)
         # placed on the device (and in the same autocast) for inference only: no DDP wrapper, no gradient buckets
@@ -182,8 +187,12 @@ class DistillationTrainer(Trainer):
             # the current 1-based epoch, for methods with schedules (DKD warm-up)
             inputs = {**inputs, "epoch": int(self.state.epoch or 0) + 1}
             if self.teacher is not None:
+                # a teacher cache replays the outputs of this batch's views: its example indices, this epoch
+                keys = ({"index": inputs["index"], "epoch": inputs["epoch"] - 1}
+                        if isinstance(self.teacher, CachedTeacher) else {})
                 with torch.no_grad():
-                    teacher_outputs = self.teacher(inputs["pixel_values"], return_features=self._teacher_features)
+                    teacher_outputs = self.teacher(inputs["pixel_values"], return_features=self._teacher_features,
+                                                   **keys)
         outputs = model(**inputs, teacher_outputs=teacher_outputs)
         if model.training:
             for name, value in outputs["terms"].items():
