@@ -71,8 +71,9 @@ def _check_folder(folder: Path, record: CacheRecord) -> CacheRecord | None:
     if existing is not None:
         if existing.identity() != record.identity():
             different = sorted(k for k, v in record.identity().items() if existing.identity().get(k) != v)
+            verb = "differs" if len(different) == 1 else "differ"
             raise RecipeError(
-                f"teacher_cache {str(folder)!r} holds another cache (its {', '.join(different)} differ from this "
+                f"teacher_cache {str(folder)!r} holds another cache (its {', '.join(different)} {verb} from this "
                 f"build's); choose a new folder")
         return existing
     if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):

@@ -15,7 +15,7 @@ from ..methods import METHODS, NO_DISTILLATION
 from ..models.provenance import ModelProvenance, attach_provenance
 from .cached_teacher import CachedTeacher
 from .fingerprints import augmentation_of, data_fingerprint, require_replayable
-from .parts import missing_parts
+from .parts import missing_parts, part_file
 from .record import CacheRecord, read_record
 
 
@@ -98,8 +98,9 @@ def open_teacher_cache(model_args, args, data) -> CachedTeacher:
     check_record(location, cache, run, model_args.teacher, epochs)
     missing = missing_parts(folder, cache, epochs)
     if missing:
+        more = f" and {len(missing) - 1} more files" if len(missing) > 1 else ""
         raise RecipeError(
-            f"teacher_cache {location!r} is unfinished ({len(missing)} files missing, the first of epoch "
-            f"{missing[0][0]}); finish it with `hfkd cache-teacher RECIPE --teacher_cache {location}`")
+            f"teacher_cache {location!r} is unfinished (it lacks {part_file(folder, *missing[0]).name}{more}); "
+            f"finish it with `hfkd cache-teacher RECIPE --teacher_cache {location}`")
     teacher = CachedTeacher(folder, cache, source=location)
     return attach_provenance(teacher, ModelProvenance(architecture=None, source=cache.teacher))
