@@ -89,6 +89,7 @@ def build_teacher_cache(run: RunSpec, rows_per_file: int = ROWS_PER_FILE) -> Pat
     """
     from accelerate import Accelerator
     from tqdm.auto import tqdm
+    from transformers import set_seed
 
     from ..train import load_teacher, prepare_stage_data
 
@@ -98,6 +99,7 @@ def build_teacher_cache(run: RunSpec, rows_per_file: int = ROWS_PER_FILE) -> Pat
     if model_args.teacher is None:
         raise RecipeError("hfkd cache-teacher needs the recipe's teacher; set 'teacher'")
     folder = Path(model_args.teacher_cache)
+    set_seed(args.seed)  # as a training run does: a teacher built with random weights gets the run's weights
     set_cpu_threads(args)
     _, _, data = prepare_stage_data(run)
     train = require_replayable(data.train_dataset, data.preset)
