@@ -197,3 +197,26 @@ def test_an_unfinished_cache_is_refused(setting, full_cache, capsys, tmp_path):
     assert train(setting, "refused", "--teacher_cache", str(partial)) == 2
     error = capsys.readouterr().err.strip()
     assert "is unfinished (it lacks epoch-00001-part-00000.parquet); finish it" in error and error.count("\n") == 0
+
+
+def test_a_cache_pushed_to_the_hub_trains_by_its_repo_id(setting, full_cache, histories, hub_server, tmp_path):
+    from tests.hub_server import run_hub_client
+
+    repo = f"{hub_server.user}/resnet8-teacher-cache"
+    output = tmp_path / "from-hub"
+    code = f"""
+        import datasets
+        from huggingface_hub import HfApi
+        from hfkd.cli import main
+        HfApi().create_repo({repo!r}, repo_type="dataset")
+        HfApi().upload_folder(repo_id={repo!r}, folder_path={str(full_cache)!r}, repo_type="dataset")
+        rows = len(datasets.load_dataset({repo!r}, split="train"))
+        code = main(["train", {str(setting / "recipe.yaml")!r}, "--output_dir", {str(output)!r},
+                     "--teacher_cache", {repo!r}])
+        emit([rows, code])
+    """
+    assert run_hub_client(hub_server, tmp_path / "home", code) == [EPOCHS * 64, 0]
+    from_hub = json.loads((output / "history.json").read_text())
+    for a, b in zip(histories["cached"], from_hub):
+        assert {k: v for k, v in a.items() if k.startswith("loss_")} == {
+            k: v for k, v in b.items() if k.startswith("loss_")}
