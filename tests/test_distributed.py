@@ -133,7 +133,7 @@ def test_a_cached_run_trains_what_the_online_run_trains(runs):
     online, cached = history(runs[1] / "kd"), history(runs[1] / "kd_cached")
     assert len(online) == len(cached)
     for a, b in zip(online, cached):
-        for key in [k for k in a if k.startswith("loss_") or k.startswith("eval_top")]:
+        for key in [k for k in a if k.startswith(("loss_", "eval_top"))]:
             assert b[key] == pytest.approx(a[key], rel=1e-5), key
 
 

@@ -66,7 +66,7 @@ class CacheRecord:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "CacheRecord":
+    def from_dict(cls, values: dict[str, Any]) -> CacheRecord:
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in names})
 
