@@ -23,7 +23,6 @@ process, so a busy machine slows both sides of each ratio alike:
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import platform
 import statistics
@@ -38,6 +37,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 BATCH = 64
+WARMUP_STEPS = 3
 EVAL_BATCH = 256
 CIFAR100_TRAIN, CIFAR100_CLASSES, REFERENCE_EPOCHS = 50_000, 100, 240
 
@@ -90,10 +90,9 @@ def step_ratio(run, windows: int, steps: int) -> dict:
     from hfkd.trainer import DistillationTrainer
 
     _, student, data = prepare_stage_data(run)
-    cached = open_teacher_cache(run.model_args, run.training_args, data)
+    args = run.training_args  # max_steps = WARMUP_STEPS + 2 * windows * steps (main)
+    cached = open_teacher_cache(run.model_args, args, data)
     online = load_teacher(run.model_args, data)
-    warmup = 3
-    args = dataclasses.replace(run.training_args, max_steps=warmup + 2 * windows * steps)
     times: dict[str, list[float]] = {"online": [], "cached": []}
 
     class Alternate(TrainerCallback):
@@ -101,7 +100,7 @@ def step_ratio(run, windows: int, steps: int) -> dict:
         mode = "online"
 
         def on_step_end(self, args, state, control, **kwargs):
-            done = state.global_step - warmup
+            done = state.global_step - WARMUP_STEPS
             if done < 0 or done % steps:
                 return
             now = time.perf_counter()
@@ -210,8 +209,9 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as root:
         recipe = write_setting(Path(root), args.images, args.speed_settings)
-        assert cache_teacher([str(recipe)]) == 0  # a float16 cache of epoch 0
-        (run,) = load_recipe(recipe).runs
+        max_steps = ["--max_steps", str(WARMUP_STEPS + 2 * args.windows * args.steps)]
+        assert cache_teacher([str(recipe), *max_steps]) == 0  # a float16 cache of the epochs those steps reach
+        (run,) = load_recipe(recipe, max_steps).runs
         results = {"machine": platform.processor() or platform.machine(), "images": args.images,
                    "step": step_ratio(run, args.windows, args.steps)}
         (run,) = load_recipe(recipe).runs
