@@ -143,8 +143,8 @@ def build_teacher_cache(run: RunSpec, rows_per_file: int = ROWS_PER_FILE) -> Pat
     if accelerator.is_main_process:
         top1 = _evaluation_top1(teacher, data.eval_dataset, batch_size, accelerator.device, args.channels_last)
         write_card(folder, CacheRecord.from_dict({**record.to_dict(), "teacher_top1": top1}))
-        print(f"hfkd: teacher cache {folder}: {record.epochs} epochs x {record.num_examples} views of teacher "
-              f"{record.teacher} ({len(todo)} files written now, teacher top-1 {top1:.2f} %)", flush=True)
+        print(f"hfkd: teacher cache {folder}: epochs 0 to {record.epochs - 1} x {record.num_examples} views of "
+              f"teacher {record.teacher} ({len(todo)} of its files written now, teacher top-1 {top1:.2f} %)", flush=True)
     accelerator.wait_for_everyone()
     return folder
 
