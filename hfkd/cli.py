@@ -1,4 +1,4 @@
-"""The ``hfkd`` command: train a recipe, push a finished run, convert a reference checkpoint."""
+"""The ``hfkd`` command: train a recipe, push a finished run, convert a reference checkpoint, sweep, cache a teacher."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import sys
 from .cli_parser import CommandLineParser
 from .errors import HfkdError, describe_os_error
 
-USAGE = """usage: hfkd {train,launch,push,convert,sweep} ...
+USAGE = """usage: hfkd {train,launch,push,convert,sweep,cache-teacher} ...
 
   train RECIPE.yaml [--key value ...]     train a recipe's runs in this process
   launch [ACCELERATE OPTIONS] RECIPE.yaml [--key value ...]
@@ -16,6 +16,7 @@ USAGE = """usage: hfkd {train,launch,push,convert,sweep} ...
   push OUTPUT_DIR [--hub_model_id ID]     push a finished run's export, model card and records to the Hub
   convert PTH OUTPUT_DIR [--arch NAME]    turn a SimKD / RepDistiller release checkpoint into an hfkd export
   sweep RECIPES... [--seeds 0 1 2]        run recipes x seeds (resumable) and write a results table and plots
+  cache-teacher RECIPE.yaml [--key value]  run the teacher once over every training view into teacher_cache
 """
 
 
@@ -70,6 +71,10 @@ def main(argv: list[str] | None = None) -> int:
         from .sweep import main as sweep_main
 
         return sweep_main(rest)
+    if command == "cache-teacher":
+        from .teacher_cache.build import main as cache_main
+
+        return cache_main(rest)
     commands = {"push": _push, "convert": _convert}
     if command not in commands:
         print(f"hfkd: error: unknown command {command!r}\n{USAGE}", file=sys.stderr)

@@ -45,10 +45,33 @@ class ModelArguments:
         default=False,
         metadata={"help": "Allow transformers models that ship their own code (off unless the recipe turns it on)."},
     )
+    teacher_cache: str | None = field(
+        default=None,
+        metadata={
+            "help": "A teacher cache (a folder or Hub dataset id written by `hfkd cache-teacher`): logit methods read "
+            "the teacher's logits for each training view from it and never load the teacher. `hfkd cache-teacher` "
+            "writes the cache here."
+        },
+    )
+    teacher_cache_topk: int | None = field(
+        default=None,
+        metadata={
+            "help": "`hfkd cache-teacher`: store only the k largest logits of every view (and its log-sum-exp); "
+            "training rebuilds the rest FKD-style. Default: every logit."
+        },
+    )
+    teacher_cache_dtype: str = field(
+        default="float16",
+        metadata={"help": "`hfkd cache-teacher`: the stored logits' precision, 'float16' or 'float32'."},
+    )
 
     def __post_init__(self) -> None:
         if not self.model_name_or_path:
             raise RecipeError("the recipe must name the student with 'model_name_or_path' (e.g. resnet8x4)")
+        if self.teacher_cache_topk is not None and self.teacher_cache_topk < 1:
+            raise RecipeError(f"teacher_cache_topk must be >= 1, got {self.teacher_cache_topk}")
+        if self.teacher_cache_dtype not in ("float16", "float32"):
+            raise RecipeError(f"teacher_cache_dtype {self.teacher_cache_dtype!r} is not one of 'float16', 'float32'")
 
 
 @dataclass

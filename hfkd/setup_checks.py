@@ -56,7 +56,7 @@ def resume_target(output_dir: str, value: str | bool | None) -> str | None:
 def check_run_target(model_args, args, resolved: dict | None = None) -> str | None:
     """The checks a recipe run passes before anything is loaded or written; returns the checkpoint to resume from,
     if any. ``resolved`` (the run's resolved recipe) is checked against the recipe of the run it resumes."""
-    require_teacher(args.method, model_args.teacher is not None)
+    require_teacher(args.method, model_args.teacher is not None or model_args.teacher_cache is not None)
     resume = resume_target(args.output_dir, args.resume_from_checkpoint)
     check_output_dir(args.output_dir, args.overwrite_output_dir, resuming=resume is not None)
     if resume is not None and resolved is not None:

@@ -17,6 +17,8 @@ import logging
 import torch
 from transformers import TrainerCallback
 
+from .teacher_cache.cached_teacher import CachedTeacher
+
 logger = logging.getLogger(__name__)
 
 # the teacher is checked on at most this many evaluation examples, spread evenly over the set
@@ -38,6 +40,8 @@ def measure_teacher_top1(trainer) -> float | None:
     The class count is the dataset's (``trainer.class_names``), else the teacher's."""
     if trainer.teacher is None or trainer.eval_dataset is None:
         return None
+    if isinstance(trainer.teacher, CachedTeacher):  # measured when the cache was built
+        return trainer.teacher.record.teacher_top1
     size = len(trainer.eval_dataset)
     stride = max(1, size // TEACHER_CHECK_EXAMPLES)
     subset = torch.utils.data.Subset(trainer.eval_dataset, list(range(0, size, stride))[:TEACHER_CHECK_EXAMPLES])

@@ -28,6 +28,7 @@ from .models import Preprocessing, adapt_teacher_inputs, create_model, provenanc
 from .recipe import RunSpec, load_recipe, resolved_recipe, write_resolved_recipe
 from .results import summarize_evaluations, write_results
 from .setup_checks import check_run_target
+from .teacher_cache import open_teacher_cache
 from .trainer import DistillationTrainer
 
 logger = logging.getLogger(__name__)
@@ -61,11 +62,19 @@ def recorded_teacher_accuracy(teacher: nn.Module) -> tuple[float | None, str | N
     return None, None
 
 
+def teacher_source(run: RunSpec, teacher: nn.Module | None) -> str | None:
+    """The teacher's name: the recipe's ``teacher``, else (a run from a teacher cache) the cache's teacher."""
+    if teacher is None:
+        return None
+    return run.model_args.teacher or provenance_of(teacher).source
+
+
 def card_context(run: RunSpec, splits, teacher: nn.Module | None, earlier: list[dict], recipe: dict) -> ModelCardContext:
     """What the model card knows from outside the model: data, sources, the resolved recipe and the earlier stages
     (the teacher's own stage, when it is one, marked so that the card shows the teacher once)."""
     teacher_top1, source = recorded_teacher_accuracy(teacher) if teacher is not None else (None, None)
-    teacher_dir = Path(run.model_args.teacher).resolve() if teacher is not None else None
+    teacher_name = teacher_source(run, teacher)
+    teacher_dir = Path(teacher_name).resolve() if teacher_name is not None else None
     baselines = []
     for row in earlier:
         if row.get("top1_last") is None:
@@ -78,7 +87,7 @@ def card_context(run: RunSpec, splits, teacher: nn.Module | None, earlier: list[
         train_split=splits.train_split,
         eval_split=splits.eval_split,
         student_name=run.model_args.model_name_or_path,
-        teacher_name=run.model_args.teacher if teacher is not None else None,
+        teacher_name=teacher_name,
         teacher_top1=teacher_top1,
         teacher_top1_source=source,
         recipe=recipe,
@@ -99,6 +108,20 @@ class WriteResolvedRecipe(TrainerCallback):
             write_resolved_recipe(self.run, loss_weights=self.weights)
 
 
+def prepare_stage_data(run: RunSpec):
+    """The run's splits, its student (its declared preprocessing picks the normalisation) and its prepared data
+    (``PreparedData``): the training views every stage, and ``hfkd cache-teacher``, computes the teacher on."""
+    model_args, data_args = run.model_args, run.data_args
+    splits = load_splits(data_args, seed=run.training_args.seed)
+    student = create_model(
+        model_args.model_name_or_path, num_classes=len(splits.label_names), trust_remote_code=model_args.trust_remote_code
+    )
+    declared = provenance_of(student).preprocessing
+    data = prepare_datasets(data_args, splits, model_preprocessing=declared, seed=run.training_args.seed,
+                            model_input_size=required_input_size(student))
+    return splits, student, data
+
+
 def run_stage(run: RunSpec, earlier: list[dict] | None = None) -> dict:
     """Train one run of a recipe; ``earlier`` are the results rows of the recipe's earlier stages (for the card)."""
     model_args, data_args, args = run.model_args, run.data_args, run.training_args
@@ -109,13 +132,11 @@ def run_stage(run: RunSpec, earlier: list[dict] | None = None) -> dict:
     if args.process_index == 0:
         print(f"hfkd: stage {run.name}: {run.launch.describe(run.values)}", flush=True)
 
-    splits = load_splits(data_args, seed=args.seed)
-    student = create_model(
-        model_args.model_name_or_path, num_classes=len(splits.label_names), trust_remote_code=model_args.trust_remote_code
-    )
-    declared = provenance_of(student).preprocessing
-    data = prepare_datasets(data_args, splits, model_preprocessing=declared, model_input_size=required_input_size(student))
-    teacher = load_teacher(model_args, data) if args.method != NO_DISTILLATION else None
+    splits, student, data = prepare_stage_data(run)
+    if model_args.teacher_cache is not None and args.method != NO_DISTILLATION:
+        teacher = open_teacher_cache(model_args, args, data)
+    else:
+        teacher = load_teacher(model_args, data) if args.method != NO_DISTILLATION else None
 
     trainer = DistillationTrainer(
         model=student,
@@ -141,7 +162,7 @@ def run_stage(run: RunSpec, earlier: list[dict] | None = None) -> dict:
     row = {
         "stage": run.name,
         "student": model_args.model_name_or_path,
-        "teacher": model_args.teacher if teacher is not None else None,
+        "teacher": teacher_source(run, teacher),
         "method": args.method,
         **summarize_evaluations(trainer.state.log_history),
         "output_dir": args.output_dir,
@@ -193,7 +214,7 @@ def check_output_folders(recipe) -> dict[str, dict | None]:
     return finished
 
 
-def _quiet_loading_bars() -> None:
+def quiet_loading_bars() -> None:
     """Keep the training progress bar; drop the per-file bars of dataset loading and model saving."""
     import datasets
     import transformers
@@ -210,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
 
         print(recipe_help(argv[1] if len(argv) > 1 else None) if argv else USAGE)
         return 0 if argv else 2
-    _quiet_loading_bars()
+    quiet_loading_bars()
     try:
         table = run_recipe(argv[0], argv[1:])
     except HfkdError as err:

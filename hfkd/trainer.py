@@ -37,6 +37,7 @@ from .non_finite import NonFiniteLossGuard
 from .results import summarize_evaluations
 from .schedule import EpochLength, EpochMilestoneLR, milestone_epochs
 from .setup_checks import check_batch_sizes, check_models, check_report_to, resume_target, warn_about_schedule
+from .teacher_cache.cached_teacher import CachedTeacher
 from .teacher_check import TeacherCheck, measure_teacher_top1
 
 logger = logging.getLogger(__name__)
@@ -115,11 +116,13 @@ class DistillationTrainer(Trainer):
             train_dataset = METHODS[args.method].prepare_train_dataset(train_dataset, args)
         if train_dataset is not None and hasattr(train_dataset, "__len__"):
             check_batch_sizes(args, len(train_dataset))
+        if isinstance(teacher, CachedTeacher):  # it looks the teacher's logits up by example index
+            train_dataset = CachedTeacher.indexed(train_dataset)
         if not isinstance(model, DistillationModel):
             weights = loss_weights or resolve_loss_weights(args)
             batch = example_batch(train_dataset, data_collator) if train_dataset is not None else None
             if batch is not None:  # a size a model cannot take: one sentence now, not an error in the first step
-                for role, module in (("student", student), ("teacher", teacher if args.method in METHODS else None)):
+                for role, module in (("student", student), ("teacher", teacher if args.method in METHODS and not isinstance(teacher, CachedTeacher) else None)):
                     if module is not None:
                         check_accepts_inputs(module, role, batch["pixel_values"], self.card_context.dataset_name)
             model = DistillationModel.build(student, teacher, args, weights, batch, train_dataset)
@@ -151,6 +154,8 @@ class DistillationTrainer(Trainer):
         self._term_steps = 0
 
     def _prepare_teacher(self, teacher: nn.Module) -> nn.Module:
+        if isinstance(teacher, CachedTeacher):  # no weights, no computation: nothing for accelerate to place
+            return teacher
         teacher.eval()
         teacher.requires_grad_(False)
         # placed on the device (and in the same autocast) for inference only: no DDP wrapper, no gradient buckets
@@ -215,8 +220,12 @@ class DistillationTrainer(Trainer):
             # the current 1-based epoch, for methods with schedules (DKD warm-up)
             inputs = {**inputs, "epoch": int(self.state.epoch or 0) + 1}
             if self.teacher is not None:
+                # a teacher cache replays the outputs of this batch's views: its example indices, this epoch
+                keys = ({"index": inputs["index"], "epoch": inputs["epoch"] - 1}
+                        if isinstance(self.teacher, CachedTeacher) else {})
                 with torch.no_grad():
-                    teacher_outputs = self.teacher(inputs["pixel_values"], return_features=self._teacher_features)
+                    teacher_outputs = self.teacher(inputs["pixel_values"], return_features=self._teacher_features,
+                                                   **keys)
         outputs = model(**inputs, teacher_outputs=teacher_outputs)
         if model.training:
             for name, value in outputs["terms"].items():

@@ -1,5 +1,6 @@
 """Data parallelism: two CPU processes under `accelerate launch` (gloo) train what one process with the doubled
-batch trains, for KD and CRD: same evaluation metrics (every example counted once) and the same CRD memory.
+batch trains, for KD, CRD and KD from a teacher cache: same evaluation metrics (every example counted once) and the
+same CRD memory; two processes write the teacher cache one process writes.
 
 `accelerate launch --cpu --num_processes 2` starts a single process in accelerate 1.15 (its CPU launcher needs an
 MPI hostfile for more); the torchrun-based launcher (`--multi_gpu`) on a machine without a GPU starts two processes,
@@ -18,6 +19,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 import torch
 import torch.nn.functional as F
@@ -25,6 +27,7 @@ import yaml
 from safetensors.torch import load_file
 from transformers import AutoModelForImageClassification, ViTConfig
 
+from hfkd.cli import main as cli_main
 from tests.conftest import learnable_images, write_image_dataset
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -49,21 +52,27 @@ def recipe(tmp_path_factory) -> Path:
         "per_device_eval_batch_size": 8, "save_strategy": "epoch", "disable_tqdm": True, "seed": 0,
         "teacher": vit_config(root / "teacher", 32), "model_name_or_path": vit_config(root / "student", 16),
         "crd_nce_k": 20, "crd_feat_dim": 8,
-        "stages": {"kd": {"method": "kd"}, "crd": {"method": "crd"}},
+        "stages": {"kd": {"method": "kd"}, "crd": {"method": "crd"},
+                   "kd_cached": {"method": "kd", "teacher_cache": str(root / "cache")}},
     }
     path = root / "recipe.yaml"
     path.write_text(yaml.safe_dump(values, sort_keys=False))
+    # the kd_cached stage trains from the teacher's logits cached by one process, in fp32
+    assert cli_main(["cache-teacher", str(path), "--teacher_cache_dtype", "float32"]) == 0
     return path
 
 
 def launch(recipe: Path, output_dir: Path, processes: int) -> None:
+    accelerate_launch([str(REPO_ROOT / "hfkd" / "run.py"), str(recipe), "--output_dir", str(output_dir),
+                       "--per_device_train_batch_size", str(BATCH * (2 // processes))], processes, output_dir.parent)
+
+
+def accelerate_launch(arguments: list[str], processes: int, cwd: Path) -> None:
     launcher = ["--multi_gpu"] if processes > 1 else ["--cpu"]
     command = [sys.executable, "-m", "accelerate.commands.launch", *launcher, "--num_processes", str(processes),
-               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-               str(REPO_ROOT / "hfkd" / "run.py"), str(recipe), "--output_dir", str(output_dir),
-               "--per_device_train_batch_size", str(BATCH * (2 // processes))]
+               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", *arguments]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO_ROOT)}
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600, cwd=str(output_dir.parent))
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600, cwd=str(cwd))
     assert done.returncode == 0, done.stderr[-6000:]
 
 
@@ -82,7 +91,7 @@ def history(stage_dir: Path) -> list[dict]:
     return json.loads((checkpoint / "trainer_state.json").read_text())["log_history"]
 
 
-@pytest.mark.parametrize("stage", ["kd", "crd"])
+@pytest.mark.parametrize("stage", ["kd", "crd", "kd_cached"])
 def test_two_processes_match_one_process_with_the_doubled_batch(runs, stage):
     one, two = history(runs[1] / stage), history(runs[2] / stage)
     evals_one = [h for h in one if "eval_top1" in h]
@@ -131,3 +140,24 @@ def test_crd_memory_is_the_same(runs):
         assert torch.allclose(memories[0][key], memories[1][key], atol=1e-5), key
     # every row was written (64 examples, 2 epochs), so all rows are unit vectors
     assert torch.allclose(memories[1]["method.contrast.memory_v1"].norm(dim=1), torch.ones(64), atol=1e-5)
+
+
+def test_a_cached_run_trains_what_the_online_run_trains(runs):
+    online, cached = history(runs[1] / "kd"), history(runs[1] / "kd_cached")
+    assert len(online) == len(cached)
+    for a, b in zip(online, cached):
+        for key in [k for k in a if k.startswith(("loss_", "eval_top"))]:
+            assert b[key] == pytest.approx(a[key], rel=1e-5), key
+
+
+def test_two_processes_write_the_cache_one_process_writes(recipe):
+    two = recipe.parent / "cache_two_processes"
+    accelerate_launch(["-m", "hfkd", "cache-teacher", str(recipe), "--teacher_cache", str(two),
+                       "--teacher_cache_dtype", "float32"], 2, recipe.parent)
+    one = sorted((recipe.parent / "cache" / "data").iterdir())
+    assert [p.name for p in sorted((two / "data").iterdir())] == [p.name for p in one] and len(one) == 2
+    for file in one:
+        a, b = pq.read_table(file), pq.read_table(two / "data" / file.name)
+        assert a.column("example_index").equals(b.column("example_index")) and a.column("epoch").equals(b.column("epoch"))
+        torch.testing.assert_close(torch.tensor(a.column("logits").to_pylist()),
+                                   torch.tensor(b.column("logits").to_pylist()), rtol=1e-6, atol=1e-6)

@@ -152,3 +152,29 @@ def test_runs_share_the_device_after_the_shared_teacher(recipes, tmp_path):
     # 48 training images x 1 epoch per run, three runs
     assert throughput["runs"] == 3 and throughput["images"] == pytest.approx(3 * 48, rel=1e-3)
     assert throughput["aggregate_img_per_s"] == pytest.approx(throughput["images"] / throughput["wall_s"])
+
+
+def test_logit_runs_of_a_seed_share_one_teacher_cache(recipes, tmp_path):
+    """--teacher_cache: after the shared teacher, one cache per seed is built, and every logit run of that seed (kd,
+    dkd) trains from it; a run without a teacher (the student alone) does not."""
+    from hfkd.sweep import run_sweep
+    from hfkd.teacher_cache import read_record
+
+    kd = yaml.safe_load((recipes / "c_kd.yaml").read_text())
+    (recipes / "e_dkd.yaml").write_text(yaml.safe_dump({**kd, "method": "dkd"}))
+    output = tmp_path / "sweep"
+    chosen = [recipes / "a_teacher.yaml", recipes / "b_student.yaml", recipes / "c_kd.yaml", recipes / "e_dkd.yaml"]
+    records = run_sweep(chosen, [0, 1], output, single_seed=["a_*"], teacher_cache=True)
+    assert [(r["recipe"], r["seed"], r["status"]) for r in records] == [
+        ("a_teacher", 0, "finished"), ("teacher cache", 0, "cached"), ("teacher cache", 1, "cached"),
+        ("b_student", 0, "finished"), ("b_student", 1, "finished"), ("c_kd", 0, "finished"), ("c_kd", 1, "finished"),
+        ("e_dkd", 0, "finished"), ("e_dkd", 1, "finished")]
+    for seed in (0, 1):
+        caches = {yaml.safe_load((output / name / f"seed-{seed}" / "recipe.yaml").read_text())["teacher_cache"]
+                  for name in ("c_kd", "e_dkd")}
+        (cache,) = caches
+        assert cache.endswith(f"seed-{seed}") and Path(cache).parent.parent.name == "teacher_caches"
+        record = read_record(Path(cache))
+        assert (record.seed, record.epochs, record.teacher) == (seed, 1, str(output / "a_teacher" / "seed-0"))
+        student = yaml.safe_load((output / "b_student" / f"seed-{seed}" / "recipe.yaml").read_text())
+        assert student["teacher_cache"] is None

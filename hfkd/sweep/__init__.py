@@ -1,6 +1,7 @@
 """``hfkd sweep``: run many recipes (and seeds), skip finished runs, and tabulate and plot the results.
 
     hfkd sweep "recipes/cifar10-mini/*.yaml" --seeds 0 1 2 --output_dir sweeps/cifar10-mini -- --dataset_name DIR
+    hfkd sweep ... --teacher_cache        # logit methods of each (teacher, seed) share one teacher cache
 
 Every (recipe, seed) runs in ``{output_dir}/{recipe name}/seed-{seed}`` (its stages below it), is skipped when its
 ``results.json`` exists (so an interrupted sweep resumes; what an interrupted run left is moved to
@@ -50,13 +51,17 @@ def main(argv: list[str] | None = None) -> int:
                         help="run up to N runs at once on the device, each in its own process (on the CPU each gets "
                              "1/N of the cores); shared teachers (--single_seed) finish first")
     parser.add_argument("--report_only", action="store_true", help="only (re)write the table and plots")
+    parser.add_argument("--teacher_cache", action="store_true",
+                        help="run each teacher once per seed: its logit-method runs (kd, dkd, dist, logit_std, "
+                             "spherical, deit) train from one shared teacher cache, built after the shared teachers")
     args = parser.parse_args(argv)
     try:
         recipes = expand_recipes(args.recipes)
         output_dir = Path(args.output_dir)
         if not args.report_only:
             records = run_sweep(recipes, args.seeds, output_dir, overrides, args.launcher,
-                                args.accelerate_args.split(), args.single_seed, args.runs_per_device)
+                                args.accelerate_args.split(), args.single_seed, args.runs_per_device,
+                                args.teacher_cache)
             failed = [r for r in records if r["status"] == "failed"]
             throughput = sweep_throughput(records)
             if throughput is not None:

@@ -17,6 +17,7 @@ from typing import Any
 
 from ..errors import RecipeError
 from ..recipe import load_recipe
+from .teacher_caches import cache_command, plan_teacher_caches
 
 # a run folder holds one of these when the run is over: the stage rows written by the recipe runner, or the error
 RESULTS = "results.json"
@@ -30,6 +31,8 @@ class SweepRun:
     recipe: Path
     seed: int
     output_dir: Path
+    # overrides of this run only (after the sweep's own): a shared teacher cache
+    overrides: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:
@@ -63,17 +66,22 @@ def run_folder(output_dir: Path, recipe: Path, seed: int) -> Path:
 def _run_inline(run: SweepRun, overrides: list[str]) -> None:
     from ..train import run_recipe
 
-    run_recipe(str(run.recipe), [*overrides, "--seed", str(run.seed), "--output_dir", str(run.output_dir)])
+    run_recipe(str(run.recipe), [*overrides, *run.overrides, "--seed", str(run.seed), "--output_dir", str(run.output_dir)])
 
 
 def _run_process(run: SweepRun, overrides: list[str], launcher: str, accelerate_args: list[str]) -> None:
     """The run in a process of its own: ``hfkd launch`` (accelerate's launcher, ending with hfkd's sentence, which
     is what a failed run records) or ``python -m hfkd train``."""
-    arguments = [str(run.recipe), *overrides, "--seed", str(run.seed), "--output_dir", str(run.output_dir)]
+    arguments = [str(run.recipe), *overrides, *run.overrides, "--seed", str(run.seed), "--output_dir",
+                 str(run.output_dir)]
     if launcher == "accelerate":
         command = [sys.executable, "-m", "hfkd", "launch", *accelerate_args, *arguments]
     else:
         command = [sys.executable, "-m", "hfkd", "train", *arguments]
+    _check_process(command, launcher)
+
+
+def _check_process(command: list[str], launcher: str) -> None:
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
         lines = [line for line in done.stderr.strip().splitlines() if line.strip()]
@@ -107,6 +115,7 @@ def run_sweep(
     accelerate_args: list[str] | None = None,
     single_seed: list[str] | None = None,
     runs_per_device: int = 1,
+    teacher_cache: bool = False,
 ) -> list[dict[str, Any]]:
     """Run every (recipe, seed) not finished yet; returns one record per run (finished, skipped or failed), with
     its start and end time (seconds since the epoch) for the runs that ran.
@@ -115,7 +124,8 @@ def run_sweep(
     run starts; a run that fails later is recorded in its ``failed.json`` and the sweep goes on. With
     ``runs_per_device`` N > 1, up to N runs share the device at once, each in its own process (on the CPU with an
     N-th of the cores: ``--cpu_threads``); the ``single_seed`` recipes (shared teachers) all finish before the
-    others start, since those may read them.
+    others start, since those may read them. With ``teacher_cache`` the logit runs of each (teacher, seed) train
+    from one teacher cache (``teacher_caches``), built after the shared teachers and before those runs.
     """
     overrides = overrides or []
     for recipe in recipes:
@@ -131,13 +141,50 @@ def run_sweep(
     def execute(run: SweepRun) -> dict[str, Any]:
         return _execute(run, overrides, launcher, accelerate_args or [], in_process=runs_per_device == 1)
 
-    if runs_per_device == 1:
+    if runs_per_device == 1 and not teacher_cache:
         return [execute(run) for run in runs]
     shared = [run for run in runs if any(fnmatch.fnmatch(run.recipe.name, p) for p in single_seed or [])]
     records = []
     for wave in (shared, [run for run in runs if run not in shared]):
+        if teacher_cache and wave is not shared:
+            pending = [run for run in wave if not (run.output_dir / RESULTS).is_file()]
+            records += _build_teacher_caches(plan_teacher_caches(pending, output_dir, overrides).values(), overrides,
+                                             launcher, accelerate_args or [], in_process=runs_per_device == 1)
+        if runs_per_device == 1:
+            records += [execute(run) for run in wave]
+            continue
         with ThreadPoolExecutor(max_workers=runs_per_device) as pool:
             records += list(pool.map(execute, wave))
+    return records
+
+
+def _build_teacher_caches(caches, overrides: list[str], launcher: str, accelerate_args: list[str], in_process: bool
+                          ) -> list[dict[str, Any]]:
+    """Build (or finish) each shared cache, one after the other with the whole device; a failed build is reported
+    and the runs reading it fail with the cache's own one-sentence error."""
+    records = []
+    for cache in caches:
+        arguments = cache_command(cache, overrides)
+        print(f"hfkd sweep: teacher cache for {len(cache.readers)} runs of seed {cache.seed} -> {cache.folder}",
+              flush=True)
+        started = time.time()
+        try:
+            if launcher == "inline" and in_process:
+                from ..teacher_cache.build import main as cache_main
+
+                if cache_main(arguments) != 0:
+                    raise RuntimeError("hfkd cache-teacher failed (its error is above)")
+            elif launcher == "accelerate":
+                _check_process([sys.executable, "-m", "accelerate.commands.launch", *accelerate_args, "-m", "hfkd",
+                                "cache-teacher", *arguments], launcher)
+            else:
+                _check_process([sys.executable, "-m", "hfkd", "cache-teacher", *arguments], launcher)
+            status = "cached"
+        except (Exception, SystemExit) as err:
+            print(f"hfkd sweep: teacher cache {cache.folder} failed: {err}", file=sys.stderr, flush=True)
+            status = "cache failed"
+        records.append({"recipe": "teacher cache", "seed": cache.seed, "dir": str(cache.folder), "status": status,
+                        "started": started, "ended": time.time()})
     return records
 
 
