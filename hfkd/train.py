@@ -124,7 +124,7 @@ def prepare_stage_data(run: RunSpec):
 
 def run_stage(run: RunSpec, earlier: list[dict] | None = None) -> dict:
     """Train one run of a recipe; ``earlier`` are the results rows of the recipe's earlier stages (for the card)."""
-    model_args, data_args, args = run.model_args, run.data_args, run.training_args
+    model_args, args = run.model_args, run.training_args
     weights = resolve_loss_weights(args)
     resume = check_run_target(model_args, args, resolved_recipe(run, weights))
     set_seed(args.seed)  # before the student is built, so its initialisation follows the seed

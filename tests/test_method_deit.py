@@ -18,7 +18,6 @@ from transformers import (
     pipeline,
 )
 
-from hfkd.config import DistillationConfig
 from hfkd.data.transforms import cifar_eval_transform, eval_image_processor
 from hfkd.distillation_model import DistillationModel, LossWeights, resolve_loss_weights
 from hfkd.errors import IncompatibleSetupError, RecipeError
@@ -38,7 +37,6 @@ from tests.method_helpers import (
     hand_kd,
     make_method,
     method_config,
-    softmax,
 )
 
 NAMES = ["a", "b", "c", "d"]
