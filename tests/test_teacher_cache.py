@@ -186,7 +186,7 @@ def test_a_folder_that_is_not_a_cache_is_refused_and_left_alone(setting, full_ca
     before = {p: p.read_bytes() for p in full_cache.rglob("*") if p.is_file()}
     assert cache_teacher(setting, full_cache, "--seed", "1", "--teacher_cache_dtype", "float32") == 2
     error = capsys.readouterr().err.strip()
-    assert "holds another cache (its seed differs from this build's)" in error and error.count("\n") == 0
+    assert "holds another cache (its augmentation, seed differ from this build's)" in error and error.count("\n") == 0
     assert {p: p.read_bytes() for p in full_cache.rglob("*") if p.is_file()} == before
 
 
