@@ -67,6 +67,7 @@ def refused(argv: list, folder: Path, capsys) -> str:
     """Run ``hfkd train argv`` in this process: exit code 2, one line on stderr, no traceback, no file under
     ``folder`` changed; returns the sentence."""
     before = snapshot(folder)
+    capsys.readouterr()  # what came before (datasets' progress bars while a test wrote its data) is not the command's
     code = main([str(a) for a in argv])
     captured = capsys.readouterr()
     assert code == 2, captured.err

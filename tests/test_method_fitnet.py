@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from hfkd.errors import IncompatibleSetupError
+from hfkd.errors import IncompatibleSetupError, RecipeError
 from hfkd.methods import METHODS, build_method
 from hfkd.methods.fitnet import ConvReg, FitNet
 from hfkd.models import ClassifierOutput
@@ -167,11 +167,13 @@ def test_fitnet_trains_and_its_term_goes_down(tmp_path):
 # ---- set-up errors ------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("hint_layer", [4, -1])
-def test_hint_layer_must_index_a_map_of_both_models(hint_layer):
+def test_hint_layer_must_index_a_map_of_both_models():
     # resnet8x4 and resnet32x4 have maps feats[0..3]; feats[4] is the pooled vector
     with pytest.raises(IncompatibleSetupError, match=r"hint_layer .* set hint_layer to one of 0\.\.3$"):
-        build_fitnet("resnet8x4", "resnet32x4", hint_layer=hint_layer)
+        build_fitnet("resnet8x4", "resnet32x4", hint_layer=4)
+    # a negative index is refused with the recipe's ranges (hfkd/recipe_ranges.py), before any model is built
+    with pytest.raises(RecipeError, match=r"^hint_layer must be an integer >= 0, got -1$"):
+        build_fitnet("resnet8x4", "resnet32x4", hint_layer=-1)
 
 
 def test_hint_layer_range_is_that_of_the_shorter_list():
