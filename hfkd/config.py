@@ -108,6 +108,41 @@ class DataArguments:
     image_std: list[float] | None = field(
         default=None, metadata={"help": "Normalisation std; taken from the dataset's known statistics when not given."}
     )
+    # --- augmentation from timm (timm's train.py names; hfkd.data.augmentation) ---
+    auto_augment: str | None = field(
+        default=None,
+        metadata={
+            "help": "timm AutoAugment / RandAugment / AugMix policy for the 'imagenet' preset, e.g. "
+            "'rand-m9-mstd0.5-inc1' (DeiT) or 'original'; none by default. Turns color_jitter off, as in timm."
+        },
+    )
+    color_jitter: float = field(
+        default=0.0, metadata={"help": "timm color jitter (brightness, contrast, saturation) for 'imagenet'; 0: off."}
+    )
+    reprob: float = field(
+        default=0.0,
+        metadata={"help": "timm random-erasing probability for 'imagenet' (per-pixel normal noise, timm's 'pixel')."},
+    )
+    train_crop_scale: list[float] | None = field(
+        default=None,
+        metadata={"help": "RandomResizedCrop area range [min, max] for 'imagenet' (default [0.08, 1.0])."},
+    )
+    interpolation: str = field(
+        default="bilinear",
+        metadata={"help": "Resize interpolation for 'imagenet': bilinear, bicubic, nearest, or random (training)."},
+    )
+    mixup_alpha: float = field(
+        default=0.0, metadata={"help": "timm Mixup: Beta(alpha, alpha) mixing of batch pairs; 0: off (DeiT: 0.8)."}
+    )
+    cutmix_alpha: float = field(
+        default=0.0, metadata={"help": "timm Mixup: CutMix with Beta(alpha, alpha) box areas; 0: off (DeiT: 1.0)."}
+    )
+    mixup_prob: float = field(
+        default=1.0, metadata={"help": "timm Mixup: probability that a batch is mixed at all."}
+    )
+    mixup_switch_prob: float = field(
+        default=0.5, metadata={"help": "timm Mixup: probability of CutMix rather than Mixup when both are on."}
+    )
 
     def __post_init__(self) -> None:
         if self.dataset_name is None and self.train_dir is None:
@@ -122,6 +157,9 @@ class DataArguments:
             value = getattr(self, name)
             if value is not None and len(value) != 3:
                 raise RecipeError(f"{name} must have 3 values (one per RGB channel), got {list(value)}")
+        from .data.augmentation import check_augmentation  # the data package imports torch: imported on use
+
+        check_augmentation(self)
 
 
 @dataclass

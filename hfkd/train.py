@@ -99,7 +99,7 @@ def run_stage(run: RunSpec, earlier: list[dict] | None = None) -> dict:
         model_args.model_name_or_path, num_classes=len(splits.label_names), trust_remote_code=model_args.trust_remote_code
     )
     declared = provenance_of(student).preprocessing
-    data = prepare_datasets(data_args, splits, model_preprocessing=declared)
+    data = prepare_datasets(data_args, splits, model_preprocessing=declared, seed=args.seed)
     teacher = load_teacher(model_args, data) if args.method != NO_DISTILLATION else None
     weights = resolve_loss_weights(args)
 
@@ -113,6 +113,7 @@ def run_stage(run: RunSpec, earlier: list[dict] | None = None) -> dict:
         class_names=data.label_names,
         card_context=card_context(run, splits, teacher, earlier or [], resolved_recipe(run, weights)),
         loss_weights=weights,
+        mixup=data.mixup,
     )
     if trainer.is_world_process_zero():
         write_resolved_recipe(run, loss_weights=weights)

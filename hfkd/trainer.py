@@ -22,8 +22,10 @@ from transformers import Trainer, TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from .config import DistillationConfig
+from .data.augmentation import KeyedMixup
 from .data.collate import collate_image_batch, example_batch
 from .distillation_model import DistillationModel, LossWeights, resolve_loss_weights
+from .errors import IncompatibleSetupError
 from .export import distillation_record, export_student
 from .hub import push_training_snapshot, repo_creation_error
 from .launch import launch_arguments
@@ -64,7 +66,9 @@ class DistillationTrainer(Trainer):
     ``loss_weights`` are resolved from ``args`` and the method's defaults when not given; ``args`` is never changed
     (``speed_settings: auto`` trains with a copy that has this machine's speed settings, ``hfkd.launch``).
     ``class_names`` (the dataset's labels) name the export's classes and are checked against the models' class
-    counts. Raises ``RecipeError`` / ``IncompatibleSetupError`` (one sentence) for a set-up that cannot train.
+    counts. ``mixup`` (``hfkd.data.augmentation.KeyedMixup``) mixes every training batch before the teacher and
+    the student see it; the ``cls`` term then learns its mixed targets. Raises ``RecipeError`` /
+    ``IncompatibleSetupError`` (one sentence) for a set-up that cannot train.
     """
 
     def __init__(
@@ -81,6 +85,7 @@ class DistillationTrainer(Trainer):
         card_context: ModelCardContext | None = None,
         loss_weights: LossWeights | None = None,
         callbacks: list[TrainerCallback] | None = None,
+        mixup: KeyedMixup | None = None,
         **kwargs: Any,
     ) -> None:
         args = args if args is not None else DistillationConfig(output_dir="outputs/run")
@@ -92,6 +97,11 @@ class DistillationTrainer(Trainer):
         student = model.student if isinstance(model, DistillationModel) else model
         check_models(args.method, student, teacher, class_names, self.card_context.dataset_name)
         check_report_to(args.report_to)
+        if mixup is not None and args.method in METHODS and METHODS[args.method].needs_hard_labels:
+            raise IncompatibleSetupError(
+                f"method {args.method!r} needs class-index labels, but mixup_alpha / cutmix_alpha mix them; "
+                f"set both to 0 or choose another method"
+            )
         warn_about_schedule(args)
         if train_dataset is not None and args.method in METHODS:
             train_dataset = METHODS[args.method].prepare_train_dataset(train_dataset, args)
@@ -121,6 +131,7 @@ class DistillationTrainer(Trainer):
             **kwargs,
         )
         self.class_names = class_names
+        self.mixup = mixup
         self.teacher = self._prepare_teacher(teacher) if teacher is not None else None
         self._teacher_features = model.method is not None and model.method.needs_teacher_features
         self._term_sums: dict[str, torch.Tensor] = {}
@@ -181,6 +192,8 @@ class DistillationTrainer(Trainer):
         if model.training:
             # the current 1-based epoch, for methods with schedules (DKD warm-up)
             inputs = {**inputs, "epoch": int(self.state.epoch or 0) + 1}
+            if self.mixup is not None:  # before the teacher runs: it sees the student's mixed images
+                inputs = self.mixup(inputs, epoch=int(self.state.epoch or 0))
             if self.teacher is not None:
                 with torch.no_grad():
                     teacher_outputs = self.teacher(inputs["pixel_values"], return_features=self._teacher_features)

@@ -8,16 +8,19 @@ from typing import Any
 import torch
 
 from ..errors import DataError, RecipeError
+from .augmentation import (
+    KeyedMixup,
+    build_mixup,
+    eval_interpolation,
+    mixup_enabled,
+    per_image_augmentation,
+    train_transform,
+)
 from .decoded import DecodedImageDataset, decode_images
 from .normalization import KNOWN_STATISTICS, compute_statistics, known_statistics
+from .per_image import PerImageDataset
 from .sources import ClassificationSplits, load_splits
-from .transforms import (
-    cifar_eval_transform,
-    cifar_train_transform,
-    eval_image_processor,
-    imagenet_eval_transform,
-    imagenet_train_transform,
-)
+from .transforms import cifar_eval_transform, cifar_train_transform, eval_image_processor, imagenet_eval_transform
 
 # images up to this side use the 'cifar' preset (decoded once, batched crop + flip) when the preset is 'auto'
 SMALL_IMAGE_MAX_SIDE = 64
@@ -25,7 +28,8 @@ SMALL_IMAGE_MAX_SIDE = 64
 
 @dataclass
 class PreparedData:
-    """Datasets whose items are ``{"pixel_values", "labels"[, "index"]}``, and how they were made."""
+    """Datasets whose items are ``{"pixel_values", "labels"[, "index"]}``, and how they were made; ``mixup`` (timm's
+    Mixup / CutMix, keyed) is what the trainer applies to training batches, or None."""
 
     train_dataset: torch.utils.data.Dataset
     eval_dataset: torch.utils.data.Dataset
@@ -36,6 +40,8 @@ class PreparedData:
     std: tuple[float, ...]
     stats_source: str
     dataset_name: str
+    mixup: KeyedMixup | None = None
+    interpolation: str = "bilinear"
 
     @property
     def num_classes(self) -> int:
@@ -43,7 +49,7 @@ class PreparedData:
 
     def image_processor(self):
         """The evaluation preprocessing as a transformers image processor (saved with the export)."""
-        return eval_image_processor(self.preset, self.image_size, self.mean, self.std)
+        return eval_image_processor(self.preset, self.image_size, self.mean, self.std, self.interpolation)
 
 
 def _choose_statistics(data_args, name: str, train_images: torch.Tensor | None, model_preprocessing=None):
@@ -75,17 +81,6 @@ def _check_labels(labels: torch.Tensor, num_classes: int, split: str) -> None:
         )
 
 
-def _per_image_transform(transform, image_column: str, label_column: str):
-    def apply(batch: dict[str, list[Any]]) -> dict[str, Any]:
-        out = {
-            "pixel_values": [transform(image) for image in batch[image_column]],
-            "labels": batch[label_column],
-        }
-        return out
-
-    return apply
-
-
 def prepare_datasets(
     data_args, splits: ClassificationSplits | None = None, model_preprocessing=None, seed: int = 0
 ) -> PreparedData:
@@ -100,11 +95,17 @@ def prepare_datasets(
     if preset == "auto":
         width, height = splits.train[0][splits.image_column].size
         preset = "cifar" if max(width, height) <= SMALL_IMAGE_MAX_SIDE else "imagenet"
+        if preset == "cifar" and per_image_augmentation(data_args):
+            raise RecipeError(
+                f"{', '.join(per_image_augmentation(data_args))} apply to the 'imagenet' preset, but these images "
+                f"({width}x{height}) get the 'cifar' preset; set transform_preset: imagenet"
+            )
 
     train_labels = torch.as_tensor(splits.train[splits.label_column])
     eval_labels = torch.as_tensor(splits.eval[splits.label_column])
     _check_labels(train_labels, num_classes, "train")
     _check_labels(eval_labels, num_classes, "eval")
+    interpolation = eval_interpolation(data_args) if preset == "imagenet" else "bilinear"
 
     if preset == "cifar":
         train_images = decode_images(splits.train, splits.image_column)
@@ -112,17 +113,20 @@ def prepare_datasets(
         mean, std, source = _choose_statistics(data_args, splits.name, train_images, model_preprocessing)
         on_device = data_args.augment_on_device
         train = DecodedImageDataset(
-            train_images, train_labels, cifar_train_transform(mean, std, seed=seed), on_device=on_device
+            train_images, train_labels, cifar_train_transform(mean, std, seed=seed),
+            with_index=mixup_enabled(data_args), on_device=on_device,
         )
         evaluation = DecodedImageDataset(eval_images, eval_labels, cifar_eval_transform(mean, std), on_device=on_device)
         image_size = int(train_images.shape[-1])
     else:
         mean, std, source = _choose_statistics(data_args, splits.name, None, model_preprocessing)
         image_size = (model_preprocessing.size if model_preprocessing is not None else None) or 224
-        train = splits.train.with_transform(
-            _per_image_transform(imagenet_train_transform(mean, std, image_size), splits.image_column, splits.label_column)
-        )
-        evaluation = splits.eval.with_transform(
-            _per_image_transform(imagenet_eval_transform(mean, std, image_size), splits.image_column, splits.label_column)
-        )
-    return PreparedData(train, evaluation, splits.label_names, preset, image_size, mean, std, source, splits.name)
+        train = PerImageDataset(splits.train, splits.image_column, splits.label_column,
+                                train_transform(data_args, image_size, mean, std), seed=seed)
+        evaluation = PerImageDataset(splits.eval, splits.image_column, splits.label_column,
+                                     imagenet_eval_transform(mean, std, image_size, interpolation=interpolation))
+    return PreparedData(
+        train, evaluation, splits.label_names, preset, image_size, mean, std, source, splits.name,
+        mixup=build_mixup(data_args, num_classes, seed),
+        interpolation=interpolation,
+    )
