@@ -143,6 +143,18 @@ class DataArguments:
     mixup_switch_prob: float = field(
         default=0.5, metadata={"help": "timm Mixup: probability of CutMix rather than Mixup when both are on."}
     )
+    # --- streaming (hfkd.data.streaming) ---
+    streaming: bool = field(
+        default=False,
+        metadata={
+            "help": "Stream the training split (a Hub id or a local folder of parquet shards) instead of downloading "
+            "and preparing it: shuffled with a buffer, split across processes, decoded in DataLoader workers, "
+            "resumable mid-epoch. The eval split is streamed once into datasets' cache. Not with CRD."
+        },
+    )
+    shuffle_buffer_size: int = field(
+        default=10000, metadata={"help": "Streaming: examples in the shuffle buffer (datasets' buffer_size)."}
+    )
 
     def __post_init__(self) -> None:
         if self.dataset_name is None and self.train_dir is None:
@@ -157,9 +169,12 @@ class DataArguments:
             value = getattr(self, name)
             if value is not None and len(value) != 3:
                 raise RecipeError(f"{name} must have 3 values (one per RGB channel), got {list(value)}")
-        from .data.augmentation import check_augmentation  # the data package imports torch: imported on use
+        # the data package imports torch and datasets: imported on use
+        from .data.augmentation import check_augmentation
+        from .data.streaming import check_streaming
 
         check_augmentation(self)
+        check_streaming(self)
 
 
 @dataclass

@@ -24,6 +24,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from .config import DistillationConfig
 from .data.augmentation import KeyedMixup
 from .data.collate import collate_image_batch, example_batch
+from .data.streaming import StreamingImageDataset, streaming_dataloader
 from .distillation_model import DistillationModel, LossWeights, resolve_loss_weights
 from .errors import IncompatibleSetupError
 from .export import distillation_record, export_student
@@ -103,6 +104,12 @@ class DistillationTrainer(Trainer):
                 f"set both to 0 or choose another method"
             )
         warn_about_schedule(args)
+        if isinstance(train_dataset, StreamingImageDataset) and METHODS.get(args.method) is not None \
+                and METHODS[args.method].needs_dataset_indices:
+            raise IncompatibleSetupError(
+                f"method {args.method!r} needs example indices and the training-set size, which a streamed dataset "
+                f"does not have; set streaming: false"
+            )
         if train_dataset is not None and args.method in METHODS:
             train_dataset = METHODS[args.method].prepare_train_dataset(train_dataset, args)
         if not isinstance(model, DistillationModel):
@@ -156,7 +163,16 @@ class DistillationTrainer(Trainer):
         """Trainer.train, where ``resume_from_checkpoint=True`` means the newest *complete* checkpoint."""
         if resume_from_checkpoint is True:
             resume_from_checkpoint = resume_target(self.args.output_dir, True)
+        if resume_from_checkpoint and isinstance(self.train_dataset, StreamingImageDataset):
+            self.train_dataset.resume_from(resume_from_checkpoint, self.args)
         return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
+
+    def get_train_dataloader(self):
+        """A streamed training set gets its own loader (batches made in the workers, this process's part of the
+        stream); any other, the Trainer's."""
+        if isinstance(self.train_dataset, StreamingImageDataset):
+            return streaming_dataloader(self.train_dataset, self.args)
+        return super().get_train_dataloader()
 
     # ---- optimisation -------------------------------------------------------------------------------------
 

@@ -20,6 +20,7 @@ from .decoded import DecodedImageDataset, decode_images
 from .normalization import KNOWN_STATISTICS, compute_statistics, known_statistics
 from .per_image import PerImageDataset
 from .sources import ClassificationSplits, load_splits
+from .streaming import StreamingImageDataset
 from .transforms import cifar_eval_transform, cifar_train_transform, eval_image_processor, imagenet_eval_transform
 
 # images up to this side use the 'cifar' preset (decoded once, batched crop + flip) when the preset is 'auto'
@@ -90,6 +91,8 @@ def prepare_datasets(
     the dataset's statistics, so pretrained weights see the inputs they were trained on.
     """
     splits = splits if splits is not None else load_splits(data_args, seed=seed)
+    if splits.num_train_examples is not None:
+        return _prepare_streamed(data_args, splits, model_preprocessing, seed)
     num_classes = len(splits.label_names)
     preset = data_args.transform_preset
     if preset == "auto":
@@ -130,3 +133,18 @@ def prepare_datasets(
         mixup=build_mixup(data_args, num_classes, seed),
         interpolation=interpolation,
     )
+
+
+def _prepare_streamed(data_args, splits: ClassificationSplits, model_preprocessing, seed: int) -> PreparedData:
+    """A streamed train split (decoded per image, 'imagenet' preset) and its map-style eval split."""
+    num_classes = len(splits.label_names)
+    _check_labels(torch.as_tensor(splits.eval[splits.label_column]), num_classes, "eval")
+    mean, std, source = _choose_statistics(data_args, splits.name, None, model_preprocessing)
+    image_size = (model_preprocessing.size if model_preprocessing is not None else None) or 224
+    interpolation = eval_interpolation(data_args)
+    train = StreamingImageDataset(splits.train, splits.num_train_examples, splits.image_column, splits.label_column,
+                                  train_transform(data_args, image_size, mean, std), seed=seed)
+    evaluation = PerImageDataset(splits.eval, splits.image_column, splits.label_column,
+                                 imagenet_eval_transform(mean, std, image_size, interpolation=interpolation))
+    return PreparedData(train, evaluation, splits.label_names, "imagenet", image_size, mean, std, source, splits.name,
+                        mixup=build_mixup(data_args, num_classes, seed), interpolation=interpolation)

@@ -67,6 +67,8 @@ class DistillationMethod(nn.Module):
     # whether ``forward`` reads ``batch["labels"]`` as class indices (DKD's target mask): such a method cannot train on
     # Mixup / CutMix batches, whose labels are mixed targets ``[B, C]``
     needs_hard_labels: ClassVar[bool] = False
+    # whether the method needs dataset indices and the training-set size (CRD's memory bank): not on streamed data
+    needs_dataset_indices: ClassVar[bool] = False
 
     @classmethod
     def default_weights(cls, config: Any) -> tuple[float, float, float]:
