@@ -311,6 +311,17 @@ class DistillationConfig(TrainingArguments):
         default=False,
         metadata={"help": "Train into an output_dir that already holds a run (its files are replaced)."},
     )
+    spherical_alphas: list[float] | None = field(
+        default=None,
+        metadata={
+            "help": "Spherical KD: the paper's alpha of (1 - alpha) * CE + alpha * KD per phase, e.g. [0.9, 0.5, 0.1] "
+            "with spherical_alpha_epochs [60, 80] (its ImageNet run); sets cls and div, which stay unset."
+        },
+    )
+    spherical_alpha_epochs: list[int] | None = field(
+        default=None,
+        metadata={"help": "Spherical KD: epochs after which the next of spherical_alphas applies (epoch e > m)."},
+    )
 
     def __post_init__(self) -> None:
         # imported here: the method registry imports model code, and config must stay importable on its own

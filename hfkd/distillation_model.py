@@ -98,6 +98,8 @@ class DistillationModel(nn.Module):
             return self._evaluate(pixel_values, labels)
 
         method, w = self.method, self.weights
+        if method is not None:
+            w = method.weights_at(batch.get("epoch"), w)
         if method is not None and teacher_outputs is None:
             raise ValueError(f"method {method.name!r} needs teacher outputs in training mode")
         student_out = self.student(pixel_values, return_features=method is not None and method.needs_student_features)

@@ -112,6 +112,11 @@ class DistillationMethod(nn.Module):
         """Logits used for evaluation and export; the student's own unless the method predicts differently."""
         return student_out.logits
 
+    def weights_at(self, epoch: int | None, weights: Any) -> Any:
+        """The loss weights (a ``LossWeights``) in the 1-based ``epoch``; a method whose paper changes them during
+        training (Spherical KD's alpha schedule) returns a copy with other ``cls`` / ``div``."""
+        return weights
+
     def ce_logits(self, student_logits: torch.Tensor) -> torch.Tensor:
         """The logits the ``cls`` cross-entropy sees (Spherical KD normalises them)."""
         return student_logits
