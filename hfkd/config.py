@@ -155,6 +155,13 @@ class DataArguments:
     shuffle_buffer_size: int = field(
         default=10000, metadata={"help": "Streaming: examples in the shuffle buffer (datasets' buffer_size)."}
     )
+    image_size: int | None = field(
+        default=None,
+        metadata={
+            "help": "'imagenet' preset: the side of the training crop and of the evaluation center crop (after a "
+            "resize to image_size / 0.875); default the student's declared input size, else 224."
+        },
+    )
 
     def __post_init__(self) -> None:
         if self.dataset_name is None and self.train_dir is None:

@@ -73,6 +73,12 @@ def _choose_statistics(data_args, name: str, train_images: torch.Tensor | None, 
     return mean, std, "the imagenet constants (default)"
 
 
+def _imagenet_size(data_args, model_preprocessing) -> int:
+    """The 'imagenet' preset's crop side: the recipe's image_size, else the student's declared size, else 224."""
+    declared = model_preprocessing.size if model_preprocessing is not None else None
+    return data_args.image_size or declared or 224
+
+
 def _check_labels(labels: torch.Tensor, num_classes: int, split: str) -> None:
     low, high = int(labels.min()), int(labels.max())
     if low < 0 or high >= num_classes:
@@ -123,7 +129,7 @@ def prepare_datasets(
         image_size = int(train_images.shape[-1])
     else:
         mean, std, source = _choose_statistics(data_args, splits.name, None, model_preprocessing)
-        image_size = (model_preprocessing.size if model_preprocessing is not None else None) or 224
+        image_size = _imagenet_size(data_args, model_preprocessing)
         train = PerImageDataset(splits.train, splits.image_column, splits.label_column,
                                 train_transform(data_args, image_size, mean, std), seed=seed)
         evaluation = PerImageDataset(splits.eval, splits.image_column, splits.label_column,
@@ -140,7 +146,7 @@ def _prepare_streamed(data_args, splits: ClassificationSplits, model_preprocessi
     num_classes = len(splits.label_names)
     _check_labels(torch.as_tensor(splits.eval[splits.label_column]), num_classes, "eval")
     mean, std, source = _choose_statistics(data_args, splits.name, None, model_preprocessing)
-    image_size = (model_preprocessing.size if model_preprocessing is not None else None) or 224
+    image_size = _imagenet_size(data_args, model_preprocessing)
     interpolation = eval_interpolation(data_args)
     train = StreamingImageDataset(splits.train, splits.num_train_examples, splits.image_column, splits.label_column,
                                   train_transform(data_args, image_size, mean, std), seed=seed)

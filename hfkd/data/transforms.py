@@ -79,11 +79,19 @@ def cifar_eval_transform(mean: Sequence[float], std: Sequence[float]) -> Normali
     return Normalize(mean, std)
 
 
+# the evaluation center crop's share of the resized short side: 224 of 256 (the references' Resize 256, CenterCrop 224)
+EVAL_CROP_PCT = 224 / 256
+
+
 def imagenet_eval_transform(
-    mean: Sequence[float], std: Sequence[float], size: int = 224, resize: int = 256, interpolation: str = "bilinear"
+    mean: Sequence[float], std: Sequence[float], size: int = 224, resize: int | None = None,
+    interpolation: str = "bilinear",
 ):
-    """Resize the short side to ``resize`` (``interpolation``), center-crop ``size``, normalise."""
+    """Resize the short side to ``resize`` (default ``int(size / 0.875)``: 256 for 224, as the image processor
+    computes it) with ``interpolation``, center-crop ``size``, normalise."""
     from torchvision.transforms import v2
+
+    resize = resize or int(size / EVAL_CROP_PCT)
 
     return v2.Compose(
         [
@@ -108,7 +116,7 @@ def eval_image_processor(
         # resize the short side to image_size / crop_pct (256 for 224), then center-crop image_size, with
         # imagenet_eval_transform's interpolation (ConvNeXt's own default is bicubic)
         return ConvNextImageProcessor(
-            size={"shortest_edge": image_size}, crop_pct=image_size / 256,
+            size={"shortest_edge": image_size}, crop_pct=EVAL_CROP_PCT,
             resample=PILImageResampling[interpolation.upper()],
             image_mean=list(mean), image_std=list(std),
         )
