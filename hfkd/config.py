@@ -162,6 +162,14 @@ class DataArguments:
             "resize to image_size / 0.875); default the student's declared input size, else 224."
         },
     )
+    decode_on_device: bool = field(
+        default=False,
+        metadata={
+            "help": "'imagenet' preset: DataLoader workers ship the encoded JPEGs and the training device decodes a "
+            "batch at once (torchvision.io.decode_jpeg: nvJPEG on a GPU, the CPU otherwise), then crops, flips and "
+            "normalises there. RandomResizedCrop + flip (+ mixup) only; not with streaming."
+        },
+    )
 
     def __post_init__(self) -> None:
         if self.dataset_name is None and self.train_dir is None:

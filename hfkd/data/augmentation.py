@@ -56,6 +56,15 @@ def check_augmentation(data_args) -> None:
         raise RecipeError(f"train_crop_scale must be [min, max] with 0 < min <= max <= 1, got {list(scale)}")
     if data_args.auto_augment is not None:
         _check_policy(data_args.auto_augment)
+    device_incompatible = [k for k in per_image_augmentation(data_args) if k not in ("train_crop_scale", "interpolation")]
+    if getattr(data_args, "decode_on_device", False) and (device_incompatible or data_args.streaming
+                                                          or data_args.transform_preset == "cifar"):
+        reasons = device_incompatible + (["streaming"] if data_args.streaming else []) + (
+            ["transform_preset: cifar"] if data_args.transform_preset == "cifar" else [])
+        raise RecipeError(
+            f"decode_on_device crops and flips on the device after decoding JPEGs, so it cannot be combined with "
+            f"{', '.join(reasons)}; drop them or set decode_on_device: false"
+        )
     if data_args.transform_preset == "cifar" and per_image_augmentation(data_args):
         raise RecipeError(
             f"{', '.join(per_image_augmentation(data_args))} apply to the 'imagenet' preset's per-image transforms, "

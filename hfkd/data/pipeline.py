@@ -17,6 +17,7 @@ from .augmentation import (
     train_transform,
 )
 from .decoded import DecodedImageDataset, decode_images
+from .device_decode import DeviceDecoder, EncodedImageDataset
 from .normalization import KNOWN_STATISTICS, compute_statistics, known_statistics
 from .per_image import PerImageDataset
 from .sources import ClassificationSplits, load_splits
@@ -130,10 +131,17 @@ def prepare_datasets(
     else:
         mean, std, source = _choose_statistics(data_args, splits.name, None, model_preprocessing)
         image_size = _imagenet_size(data_args, model_preprocessing)
-        train = PerImageDataset(splits.train, splits.image_column, splits.label_column,
-                                train_transform(data_args, image_size, mean, std), seed=seed)
-        evaluation = PerImageDataset(splits.eval, splits.image_column, splits.label_column,
-                                     imagenet_eval_transform(mean, std, image_size, interpolation=interpolation))
+        if data_args.decode_on_device:
+            columns = splits.image_column, splits.label_column
+            train = EncodedImageDataset(splits.train, *columns, DeviceDecoder(
+                image_size, mean, std, seed, data_args.train_crop_scale, data_args.interpolation))
+            evaluation = EncodedImageDataset(splits.eval, *columns, DeviceDecoder(
+                image_size, mean, std, None, interpolation=interpolation))
+        else:
+            train = PerImageDataset(splits.train, splits.image_column, splits.label_column,
+                                    train_transform(data_args, image_size, mean, std), seed=seed)
+            evaluation = PerImageDataset(splits.eval, splits.image_column, splits.label_column,
+                                         imagenet_eval_transform(mean, std, image_size, interpolation=interpolation))
     return PreparedData(
         train, evaluation, splits.label_names, preset, image_size, mean, std, source, splits.name,
         mixup=build_mixup(data_args, num_classes, seed),
