@@ -174,3 +174,18 @@ def test_a_method_that_needs_class_indices_is_refused_with_mixup(tmp_path):
         DistillationTrainer(model=create_model("resnet8", num_classes=4), teacher=create_model("resnet8", num_classes=4),
                             args=DistillationConfig(output_dir=str(tmp_path), method="dkd", report_to=[]),
                             train_dataset=train, eval_dataset=evaluation, mixup=mixup)
+
+
+def test_randaugment_posterize_at_full_magnitude_gives_timms_black_image():
+    """rand-m10: PosterizeIncreasing keeps 0 bits, which Pillow 13 refuses; hfkd keeps timm's (black) result."""
+    from PIL import Image
+    from timm.data.auto_augment import RandAugment
+
+    steps = train_transform(DataArguments(dataset_name="x", auto_augment="rand-m10-inc1"), 32, MEAN, STD).transforms
+    augment = next(s for s in steps if isinstance(s, RandAugment))
+    op = next(op for op in augment.ops if op.name == "PosterizeIncreasing")
+    op.prob = 1.0
+    image = Image.fromarray(np.full((8, 8, 3), 200, np.uint8))
+    assert np.asarray(op(image)).max() == 0
+    op.magnitude = 5  # 4 - int(5 / 10 * 4) = 2 bits: 200 = 0b11001000 -> 0b11000000
+    assert np.asarray(op(image)).max() == 192

@@ -96,7 +96,7 @@ def train_transform(data_args, image_size: int, mean: Sequence[float], std: Sequ
     """
     from timm.data import create_transform
 
-    return create_transform(
+    transform = create_transform(
         image_size,
         is_training=True,
         scale=tuple(data_args.train_crop_scale) if data_args.train_crop_scale else None,
@@ -108,6 +108,31 @@ def train_transform(data_args, image_size: int, mean: Sequence[float], std: Sequ
         re_prob=data_args.reprob,
         re_mode="pixel",
     )
+    _keep_zero_bit_posterize(transform)
+    return transform
+
+
+def _black_when_no_bits(img, bits_to_keep, **kwargs):
+    """timm's posterize, with 0 bits kept giving the black image older Pillow gave (Pillow 13 raises instead)."""
+    from PIL import Image
+    from timm.data.auto_augment import posterize
+
+    if bits_to_keep <= 0:
+        return Image.new(img.mode, img.size)
+    return posterize(img, bits_to_keep, **kwargs)
+
+
+def _keep_zero_bit_posterize(transform) -> None:
+    """timm's RandAugment / AugMix / AutoAugment 'PosterizeIncreasing' keeps 0 bits at magnitude 10 (mstd noise
+    reaches it), which Pillow 13 refuses; hfkd's own note: the op is patched to keep timm's result instead of
+    crashing a run mid-epoch."""
+    from timm.data.auto_augment import posterize
+
+    for step in getattr(transform, "transforms", []):
+        policies = getattr(step, "policy", None) or [getattr(step, "ops", [])]
+        for op in (op for ops in policies for op in ops):
+            if getattr(op, "aug_fn", None) is posterize:
+                op.aug_fn = _black_when_no_bits
 
 
 def eval_interpolation(data_args) -> str:
