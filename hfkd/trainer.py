@@ -26,7 +26,6 @@ from .data.augmentation import KeyedMixup
 from .data.collate import collate_image_batch, example_batch
 from .data.streaming import StreamingImageDataset, streaming_dataloader
 from .distillation_model import DistillationModel, LossWeights, resolve_loss_weights
-from .errors import IncompatibleSetupError
 from .export import distillation_record, export_student
 from .hub import push_training_snapshot, repo_creation_error
 from .launch import launch_arguments
@@ -37,7 +36,13 @@ from .models import provenance_of
 from .non_finite import NonFiniteLossGuard
 from .results import summarize_evaluations
 from .schedule import EpochLength, EpochMilestoneLR, milestone_epochs
-from .setup_checks import check_models, check_report_to, resume_target, warn_about_schedule
+from .setup_checks import (
+    check_data_for_method,
+    check_models,
+    check_report_to,
+    resume_target,
+    warn_about_schedule,
+)
 from .teacher_check import TeacherCheck, measure_teacher_top1
 
 logger = logging.getLogger(__name__)
@@ -98,18 +103,8 @@ class DistillationTrainer(Trainer):
         student = model.student if isinstance(model, DistillationModel) else model
         check_models(args.method, student, teacher, class_names, self.card_context.dataset_name)
         check_report_to(args.report_to)
-        if mixup is not None and args.method in METHODS and METHODS[args.method].needs_hard_labels:
-            raise IncompatibleSetupError(
-                f"method {args.method!r} needs class-index labels, but mixup_alpha / cutmix_alpha mix them; "
-                f"set both to 0 or choose another method"
-            )
+        check_data_for_method(args.method, isinstance(train_dataset, StreamingImageDataset), mixup is not None)
         warn_about_schedule(args)
-        if isinstance(train_dataset, StreamingImageDataset) and METHODS.get(args.method) is not None \
-                and METHODS[args.method].needs_dataset_indices:
-            raise IncompatibleSetupError(
-                f"method {args.method!r} needs example indices and the training-set size, which a streamed dataset "
-                f"does not have; set streaming: false"
-            )
         if train_dataset is not None and args.method in METHODS:
             train_dataset = METHODS[args.method].prepare_train_dataset(train_dataset, args)
         if not isinstance(model, DistillationModel):
