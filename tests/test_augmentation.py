@@ -189,3 +189,15 @@ def test_randaugment_posterize_at_full_magnitude_gives_timms_black_image():
     assert np.asarray(op(image)).max() == 0
     op.magnitude = 5  # 4 - int(5 / 10 * 4) = 2 bits: 200 = 0b11001000 -> 0b11000000
     assert np.asarray(op(image)).max() == 192
+
+
+def test_a_bad_policy_on_the_command_line_is_one_sentence_and_exit_2(tmp_path, capsys):
+    from pathlib import Path
+
+    from hfkd.train import main
+
+    recipe = Path(__file__).resolve().parents[1] / "recipes" / "quickstart.yaml"
+    code = main([str(recipe), "--output_dir", str(tmp_path / "out"), "--auto_augment", "rand-x9"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "auto_augment 'rand-x9' is not a timm policy" in err[0]
+    assert not (tmp_path / "out").exists()
