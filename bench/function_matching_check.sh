@@ -13,7 +13,7 @@ epochs=${HFKD_FM_EPOCHS:-8}
 common=(--dataset_name "$data" --eval_split test --streaming false --image_size "${HFKD_FM_SIZE:-64}"
         --max_train_samples "${HFKD_FM_TRAIN:-5000}" --max_eval_samples 1000
         --per_device_train_batch_size 64 --per_device_eval_batch_size 250 --dataloader_num_workers 1
-        --report_to none --disable_tqdm true)
+        --report_to none --disable_tqdm true --save_strategy no)  # short runs: no checkpoints
 recipe=recipes/imagenet/bit_r152x2-bit_r50x1/function_matching.yaml
 if [ ! -f "$out/teacher/model.safetensors" ]; then
   python -m hfkd train "$recipe" "${common[@]}" --output_dir "$out/teacher" --model_name_or_path resnet20 \
