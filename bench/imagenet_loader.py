@@ -78,9 +78,9 @@ def endless(make_loader):
 def per_worker_rate(dataset, streaming: bool) -> float:
     if streaming:
         dataset.for_process(BATCH, 0, 1)
-        make = lambda: torch.utils.data.DataLoader(dataset, batch_size=None, num_workers=1)  # noqa: E731
+        make = lambda: torch.utils.data.DataLoader(dataset, batch_size=None, num_workers=1)
     else:
-        make = lambda: torch.utils.data.DataLoader(  # noqa: E731
+        make = lambda: torch.utils.data.DataLoader(
             dataset, batch_size=BATCH, shuffle=True, num_workers=1, collate_fn=collate_image_batch, drop_last=True)
     return median_rate(endless(make))
 
@@ -141,7 +141,7 @@ def main() -> None:
         data = prepare_datasets(DataArguments(dataset_name=shards, decode_on_device=True))
         results["decode_on_device, worker (bytes only)"] = per_worker_rate(data.train_dataset, False)
         batch = data.train_dataset.__getitems__(list(range(BATCH)))
-        decode = lambda: data.train_dataset.decoder(batch["encoded"], batch["index"], 0, args.decode_device)  # noqa
+        decode = lambda: data.train_dataset.decoder(batch["encoded"], batch["index"], 0, args.decode_device)
         decode()
         start = time.perf_counter()
         for _ in range(3):

@@ -31,7 +31,13 @@ from .hub import push_training_snapshot, repo_creation_error
 from .launch import launch_arguments
 from .methods import METHODS
 from .metrics import TopkAccuracyMetrics, ranked_predictions
-from .model_card import CURVES_IMAGE, ModelCardContext, describe_trained_model, plot_training_curves, write_model_card
+from .model_card import (
+    CURVES_IMAGE,
+    ModelCardContext,
+    describe_trained_model,
+    plot_training_curves,
+    write_model_card,
+)
 from .models import provenance_of
 from .non_finite import NonFiniteLossGuard
 from .results import summarize_evaluations

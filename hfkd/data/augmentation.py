@@ -73,7 +73,11 @@ def check_augmentation(data_args) -> None:
 
 
 def _check_policy(policy: str) -> None:
-    from timm.data.auto_augment import augment_and_mix_transform, auto_augment_transform, rand_augment_transform
+    from timm.data.auto_augment import (
+        augment_and_mix_transform,
+        auto_augment_transform,
+        rand_augment_transform,
+    )
 
     hparams = {"translate_const": 100, "img_mean": (124, 116, 104)}
     build = (rand_augment_transform if policy.startswith("rand") else
@@ -179,7 +183,7 @@ class KeyedMixup:
         targets = torch.nn.functional.one_hot(labels.long(), self.num_classes).to(torch.float32)
         if even:
             with seeded_global_generators(self.key(batch["index"], epoch)):
-                mixed, mixed_targets = self.mixup(pixels[:even], labels[:even])  # in place on the view
+                _, mixed_targets = self.mixup(pixels[:even], labels[:even])  # mixes pixels[:even] in place
             targets[:even] = mixed_targets.to(targets.device)
         return {**batch, "pixel_values": pixels, "labels": targets}
 

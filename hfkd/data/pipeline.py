@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 
@@ -22,7 +21,12 @@ from .normalization import KNOWN_STATISTICS, compute_statistics, known_statistic
 from .per_image import PerImageDataset
 from .sources import ClassificationSplits, load_splits
 from .streaming import StreamingImageDataset
-from .transforms import cifar_eval_transform, cifar_train_transform, eval_image_processor, imagenet_eval_transform
+from .transforms import (
+    cifar_eval_transform,
+    cifar_train_transform,
+    eval_image_processor,
+    imagenet_eval_transform,
+)
 
 # images up to this side use the 'cifar' preset (decoded once, batched crop + flip) when the preset is 'auto'
 SMALL_IMAGE_MAX_SIDE = 64

@@ -25,8 +25,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import datasets
-from datasets.distributed import split_dataset_by_node
 import torch
+from datasets.distributed import split_dataset_by_node
 from PIL import Image
 
 from ..errors import DataError, RecipeError
@@ -58,7 +58,7 @@ def _num_examples(name: str, config: str | None, split: str) -> int | None:
     """The split's size from the dataset card (Hub datasets), else the row counts in its parquet footers."""
     try:
         builder = datasets.load_dataset_builder(name, config)
-    except Exception:  # datasets raises many types; the streaming load reports the real problem
+    except Exception:  # noqa: BLE001 (datasets raises many types; the streaming load reports the real problem)
         return None
     splits = builder.info.splits or {}
     if split in splits and splits[split].num_examples:
@@ -160,7 +160,7 @@ class StreamingImageDataset(torch.utils.data.IterableDataset):
         self.process_stream = stream
         self.skip = (0, 0)  # (epoch, batches) a resumed run yields undecoded
 
-    def for_process(self, batch_size: int, rank: int, world_size: int) -> "StreamingImageDataset":
+    def for_process(self, batch_size: int, rank: int, world_size: int) -> StreamingImageDataset:
         if self.num_examples < batch_size * world_size:
             raise DataError(
                 f"the streamed training split has {self.num_examples} examples, fewer than one batch of "

@@ -105,7 +105,7 @@ class SphericalKD(DistillationMethod):
         config: Any,
         example_batch: dict[str, torch.Tensor] | None,
         train_dataset: Any = None,
-    ) -> "SphericalKD":
+    ) -> SphericalKD:
         """Reads ``config.spherical_multiplier`` and the alpha schedule; no trainable parts."""
         cls.check_alpha_schedule(config)
         return cls(float(config.spherical_multiplier),  # > 0, checked with the recipe (DistillationConfig)
