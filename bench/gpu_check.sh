@@ -7,6 +7,7 @@
 # 1. KD and SimKD training steps (resnet32x4 -> resnet8x4, CIFAR size) at batch 64 and 256 in fp32, bf16 (+
 #    channels_last), and compiled with CUDA graphs (torch_compile_mode reduce-overhead, data augmented on the GPU).
 # 2. N sweep runs sharing the GPU (hfkd sweep --runs_per_device 4) against one run alone.
+# 3. The 224-px loader per worker against a 224-px KD step at batch 256, and decode_on_device on the GPU (issue 20).
 # Targets (issue 18): a batch-64 KD step <= 5 ms; the aggregate img/s of 4 shared runs >= 4x one run's.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,6 +24,10 @@ for batch in $batches; do
     --batch "$batch" $models --json "$out/steps_batch$batch.json" || echo "batch $batch: stopped (timeout or error)"
 done
 timeout 180 python bench/sweep_sharing.py $sharing --json "$out/sweep_sharing.json" || echo "sweep sharing: stopped"
+# 3. (issue 20) 224-px loader per worker vs a resnet50 -> resnet18 KD step at batch 256, and batched nvJPEG decoding
+if [ -n "${HFKD_GPU_CHECK_QUICK:-}" ]; then loader="--images 64 --step-batch 2"; else
+  loader="--images 512 --decode-device cuda --step-device cuda --step-batch 256"; fi
+timeout 240 python bench/imagenet_loader.py $loader --json "$out/imagenet_loader.json" || echo "imagenet loader: stopped"
 python bench/format_results.py --gpu "$out"/steps_batch*.json
 python - "$out/sweep_sharing.json" <<'PY'
 import json, sys

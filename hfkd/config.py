@@ -132,6 +132,68 @@ class DataArguments:
     image_std: list[float] | None = field(
         default=None, metadata={"help": "Normalisation std; taken from the dataset's known statistics when not given."}
     )
+    # --- augmentation from timm (timm's train.py names; hfkd.data.augmentation) ---
+    auto_augment: str | None = field(
+        default=None,
+        metadata={
+            "help": "timm AutoAugment / RandAugment / AugMix policy for the 'imagenet' preset, e.g. "
+            "'rand-m9-mstd0.5-inc1' (DeiT) or 'original'; none by default. Turns color_jitter off, as in timm."
+        },
+    )
+    color_jitter: float = field(
+        default=0.0, metadata={"help": "timm color jitter (brightness, contrast, saturation) for 'imagenet'; 0: off."}
+    )
+    reprob: float = field(
+        default=0.0,
+        metadata={"help": "timm random-erasing probability for 'imagenet' (per-pixel normal noise, timm's 'pixel')."},
+    )
+    train_crop_scale: list[float] | None = field(
+        default=None,
+        metadata={"help": "RandomResizedCrop area range [min, max] for 'imagenet' (default [0.08, 1.0])."},
+    )
+    interpolation: str = field(
+        default="bilinear",
+        metadata={"help": "Resize interpolation for 'imagenet': bilinear, bicubic, nearest, or random (training)."},
+    )
+    mixup_alpha: float = field(
+        default=0.0, metadata={"help": "timm Mixup: Beta(alpha, alpha) mixing of batch pairs; 0: off (DeiT: 0.8)."}
+    )
+    cutmix_alpha: float = field(
+        default=0.0, metadata={"help": "timm Mixup: CutMix with Beta(alpha, alpha) box areas; 0: off (DeiT: 1.0)."}
+    )
+    mixup_prob: float = field(
+        default=1.0, metadata={"help": "timm Mixup: probability that a batch is mixed at all."}
+    )
+    mixup_switch_prob: float = field(
+        default=0.5, metadata={"help": "timm Mixup: probability of CutMix rather than Mixup when both are on."}
+    )
+    # --- streaming (hfkd.data.streaming) ---
+    streaming: bool = field(
+        default=False,
+        metadata={
+            "help": "Stream the training split (a Hub id or a local folder of parquet shards) instead of downloading "
+            "and preparing it: shuffled with a buffer, split across processes, decoded in DataLoader workers, "
+            "resumable mid-epoch. The eval split is streamed once into datasets' cache. Not with CRD."
+        },
+    )
+    shuffle_buffer_size: int = field(
+        default=10000, metadata={"help": "Streaming: examples in the shuffle buffer (datasets' buffer_size)."}
+    )
+    image_size: int | None = field(
+        default=None,
+        metadata={
+            "help": "'imagenet' preset: the side of the training crop and of the evaluation center crop (after a "
+            "resize to image_size / 0.875); default the student's declared input size, else 224."
+        },
+    )
+    decode_on_device: bool = field(
+        default=False,
+        metadata={
+            "help": "'imagenet' preset: DataLoader workers ship the encoded JPEGs and the training device decodes a "
+            "batch at once (torchvision.io.decode_jpeg: nvJPEG on a GPU, the CPU otherwise), then crops, flips and "
+            "normalises there. RandomResizedCrop + flip (+ mixup) only; not with streaming."
+        },
+    )
 
     def __post_init__(self) -> None:
         if self.dataset_name is None and self.train_dir is None:
@@ -145,6 +207,12 @@ class DataArguments:
             value = getattr(self, name)
             if value is not None and len(value) != 3:
                 raise RecipeError(f"{name} must have 3 values (one per RGB channel), got {list(value)}")
+        # the data package imports torch and datasets: imported on use
+        from .data.augmentation import check_augmentation
+        from .data.streaming import check_streaming
+
+        check_augmentation(self)
+        check_streaming(self)
 
 
 @dataclass
@@ -280,6 +348,17 @@ class DistillationConfig(TrainingArguments):
     overwrite_output_dir: bool = field(
         default=False,
         metadata={"help": "Train into an output_dir that already holds a run (its files are replaced)."},
+    )
+    spherical_alphas: list[float] | None = field(
+        default=None,
+        metadata={
+            "help": "Spherical KD: the paper's alpha of (1 - alpha) * CE + alpha * KD per phase, e.g. [0.9, 0.5, 0.1] "
+            "with spherical_alpha_epochs [60, 80] (its ImageNet run); sets cls and div, which stay unset."
+        },
+    )
+    spherical_alpha_epochs: list[int] | None = field(
+        default=None,
+        metadata={"help": "Spherical KD: epochs after which the next of spherical_alphas applies (epoch e > m)."},
     )
 
     def __post_init__(self) -> None:

@@ -64,6 +64,9 @@ class DistillationModel(nn.Module):
     head the method names (``ce_head`` / ``kd_head``: DeiT trains its class and distillation heads apart). In eval
     mode no teacher is needed: ``logits`` are the method's prediction (the student's own logits, or e.g. SimKD's
     reused teacher head) and ``loss`` is their CE.
+
+    ``labels`` are class indices ``[B]`` (int64), or in training the mixed targets ``[B, C]`` (float, rows summing to
+    1) of Mixup / CutMix, which ``F.cross_entropy`` takes as class probabilities (label smoothing included).
     """
 
     # the Trainer must not pass num_items_in_batch: every term here is a per-batch mean
@@ -95,6 +98,8 @@ class DistillationModel(nn.Module):
             return self._evaluate(pixel_values, labels)
 
         method, w = self.method, self.weights
+        if method is not None:
+            w = method.weights_at(batch.get("epoch"), w)
         if method is not None and teacher_outputs is None:
             raise ValueError(f"method {method.name!r} needs teacher outputs in training mode")
         student_out = self.student(pixel_values, return_features=method is not None and method.needs_student_features)

@@ -182,3 +182,23 @@ def check_batch_sizes(args, num_examples: int) -> None:
             f"{batch}), which BatchNorm and the relational losses cannot train on; set dataloader_drop_last: true or "
             f"another per_device_train_batch_size"
         )
+
+
+def check_data_for_method(method: str, streamed: bool, mixed: bool) -> None:
+    """A method that needs dataset indices and size (CRD) cannot train on a streamed set, nor one that needs
+    class-index labels (DKD) on Mixup / CutMix batches, whose labels are mixed targets."""
+    from .methods import METHODS
+
+    kind = METHODS.get(method)
+    if kind is None:
+        return
+    if streamed and kind.needs_dataset_indices:
+        raise IncompatibleSetupError(
+            f"method {method!r} needs example indices and the training-set size, which a streamed dataset does not "
+            f"have; set streaming: false"
+        )
+    if mixed and kind.needs_hard_labels:
+        raise IncompatibleSetupError(
+            f"method {method!r} needs class-index labels, but mixup_alpha / cutmix_alpha mix them; set both to 0 or "
+            f"choose another method"
+        )

@@ -148,6 +148,7 @@ def run_stage(run: RunSpec, earlier: list[dict] | None = None) -> dict:
         class_names=data.label_names,
         card_context=card_context(run, splits, teacher, earlier or [], resolved_recipe(run, weights)),
         loss_weights=weights,
+        mixup=data.mixup,
     )
     trainer.add_callback(WriteResolvedRecipe(run, weights))
     try:

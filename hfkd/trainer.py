@@ -23,7 +23,9 @@ from transformers import Trainer, TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from .config import DistillationConfig
+from .data.augmentation import KeyedMixup
 from .data.collate import collate_image_batch, example_batch
+from .data.streaming import StreamingImageDataset, streaming_dataloader
 from .distillation_model import DistillationModel, LossWeights, resolve_loss_weights
 from .errors import HfkdError, UnreadableFileError
 from .export import distillation_record, export_student
@@ -36,7 +38,14 @@ from .models import check_accepts_inputs, provenance_of
 from .non_finite import NonFiniteLossGuard
 from .results import summarize_evaluations
 from .schedule import EpochLength, EpochMilestoneLR, milestone_epochs
-from .setup_checks import check_batch_sizes, check_models, check_report_to, resume_target, warn_about_schedule
+from .setup_checks import (
+    check_batch_sizes,
+    check_data_for_method,
+    check_models,
+    check_report_to,
+    resume_target,
+    warn_about_schedule,
+)
 from .teacher_cache.cached_teacher import CachedTeacher
 from .teacher_check import TeacherCheck, measure_teacher_top1
 
@@ -83,7 +92,9 @@ class DistillationTrainer(Trainer):
     ``loss_weights`` are resolved from ``args`` and the method's defaults when not given; ``args`` is never changed
     (``speed_settings: auto`` trains with a copy that has this machine's speed settings, ``hfkd.launch``).
     ``class_names`` (the dataset's labels) name the export's classes and are checked against the models' class
-    counts. Raises ``RecipeError`` / ``IncompatibleSetupError`` (one sentence) for a set-up that cannot train.
+    counts. ``mixup`` (``hfkd.data.augmentation.KeyedMixup``) mixes every training batch before the teacher and
+    the student see it; the ``cls`` term then learns its mixed targets. Raises ``RecipeError`` /
+    ``IncompatibleSetupError`` (one sentence) for a set-up that cannot train.
     """
 
     def __init__(
@@ -100,6 +111,7 @@ class DistillationTrainer(Trainer):
         card_context: ModelCardContext | None = None,
         loss_weights: LossWeights | None = None,
         callbacks: list[TrainerCallback] | None = None,
+        mixup: KeyedMixup | None = None,
         **kwargs: Any,
     ) -> None:
         args = args if args is not None else DistillationConfig(output_dir="outputs/run")
@@ -111,10 +123,12 @@ class DistillationTrainer(Trainer):
         student = model.student if isinstance(model, DistillationModel) else model
         check_models(args.method, student, teacher, class_names, self.card_context.dataset_name)
         check_report_to(args.report_to)
+        check_data_for_method(args.method, isinstance(train_dataset, StreamingImageDataset), mixup is not None)
         warn_about_schedule(args)
         if train_dataset is not None and args.method in METHODS:
             train_dataset = METHODS[args.method].prepare_train_dataset(train_dataset, args)
-        if train_dataset is not None and hasattr(train_dataset, "__len__"):
+        # a streamed epoch holds whole batches only (StreamingImageDataset.for_process); its len() counts batches
+        if train_dataset is not None and not isinstance(train_dataset, StreamingImageDataset):
             check_batch_sizes(args, len(train_dataset))
         if isinstance(teacher, CachedTeacher):  # it looks the teacher's logits up by example index
             train_dataset = CachedTeacher.indexed(train_dataset)
@@ -148,6 +162,7 @@ class DistillationTrainer(Trainer):
             **kwargs,
         )
         self.class_names = class_names
+        self.mixup = mixup
         self.teacher = self._prepare_teacher(teacher) if teacher is not None else None
         self._teacher_features = model.method is not None and model.method.needs_teacher_features
         self._term_sums: dict[str, torch.Tensor] = {}
@@ -183,7 +198,16 @@ class DistillationTrainer(Trainer):
         """Trainer.train, where ``resume_from_checkpoint=True`` means the newest *complete* checkpoint."""
         if resume_from_checkpoint is True:
             resume_from_checkpoint = resume_target(self.args.output_dir, True)
+        if resume_from_checkpoint and isinstance(self.train_dataset, StreamingImageDataset):
+            self.train_dataset.resume_from(resume_from_checkpoint, self.args)
         return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
+
+    def get_train_dataloader(self):
+        """A streamed training set gets its own loader (batches made in the workers, this process's part of the
+        stream); any other, the Trainer's."""
+        if isinstance(self.train_dataset, StreamingImageDataset):
+            return streaming_dataloader(self.train_dataset, self.args)
+        return super().get_train_dataloader()
 
     # ---- optimisation -------------------------------------------------------------------------------------
 
@@ -219,6 +243,8 @@ class DistillationTrainer(Trainer):
         if model.training:
             # the current 1-based epoch, for methods with schedules (DKD warm-up)
             inputs = {**inputs, "epoch": int(self.state.epoch or 0) + 1}
+            if self.mixup is not None:  # before the teacher runs: it sees the student's mixed images
+                inputs = self.mixup(inputs, epoch=int(self.state.epoch or 0))
             if self.teacher is not None:
                 # a teacher cache replays the outputs of this batch's views: its example indices, this epoch
                 keys = ({"index": inputs["index"], "epoch": inputs["epoch"] - 1}

@@ -161,9 +161,9 @@ def test_wrapper_on_a_transformed_datasets_dataset_reads_the_right_label_column(
     data = prepare_datasets(
         DataArguments(dataset_name=cifar_like_dir, transform_preset="imagenet", label_column_name=label_column)
     )
-    train = data.train_dataset  # a datasets.Dataset with a per-image transform: items are dicts with "labels"
+    train = data.train_dataset  # per-image transforms over a datasets.Dataset: batches are dicts with "labels"
     wrapped = contrastive_dataset(train, nce_k=8, mode="relax")
-    expected = torch.as_tensor(train.with_format(None)[label_column or "fine_label"])
+    expected = torch.as_tensor(train.dataset[label_column or "fine_label"])
     assert torch.equal(wrapped.labels, expected)
     batch = wrapped.__getitems__([3, 0, 5, 9])
     assert batch["pixel_values"].shape == (4, 3, 224, 224)

@@ -59,7 +59,11 @@ def test_imagenet_schema_uses_the_imagenet_preset(tmp_path):
     # evaluation: Resize(256) + CenterCrop(224), deterministic; training: random crops
     first = data.eval_dataset[3]["pixel_values"]  # a grayscale source image, converted to RGB
     assert first.shape == (3, 224, 224) and torch.equal(first, data.eval_dataset[3]["pixel_values"])
-    assert not torch.equal(data.train_dataset[0]["pixel_values"], data.train_dataset[0]["pixel_values"])
+    # training: random crops keyed to (seed, epoch, index): the same view within an epoch, a new one the next epoch
+    view = data.train_dataset[0]["pixel_values"]
+    assert torch.equal(view, data.train_dataset[0]["pixel_values"])
+    data.train_dataset.set_epoch(1)
+    assert not torch.equal(view, data.train_dataset[0]["pixel_values"])
     # the processor saved with an export reproduces the evaluation transform's geometry
     processor = data.image_processor()
     assert processor.crop_pct == pytest.approx(224 / 256) and list(processor.image_mean) == list(IMAGENET_MEAN)

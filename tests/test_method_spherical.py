@@ -97,3 +97,24 @@ def test_end_to_end_run_lowers_the_loss(tmp_path):
 def test_class_count_mismatch_is_rejected_before_training(tmp_path):
     with pytest.raises(IncompatibleSetupError, match="the teacher predicts 10 classes but the student 4"):
         tiny_trainer(tmp_path, "spherical", teacher_classes=10)
+
+
+def test_the_imagenet_alpha_schedule_sets_cls_and_div_per_epoch(tmp_path):
+    """alpha 0.9 in epochs 1-60, 0.5 in 61-80, 0.1 from 81: loss = (1 - alpha) * CE + alpha * KD."""
+    from hfkd.distillation_model import resolve_loss_weights
+
+    config = method_config(tmp_path, method="spherical", spherical_alphas=[0.9, 0.5, 0.1],
+                           spherical_alpha_epochs=[60, 80])
+    weights = resolve_loss_weights(config)
+    assert (weights.cls, weights.div) == pytest.approx((0.1, 0.9))
+    method = build_method("spherical", None, None, config, None)
+    ln_s, ln_t = [hand_ln(r, 2.0) for r in STUDENT], [hand_ln(r, 2.0) for r in TEACHER]
+    ce, kd = hand_ce(ln_s, LABELS), hand_kd(ln_s, ln_t, 4.0)
+    for epoch, alpha in ((1, 0.9), (60, 0.9), (61, 0.5), (80, 0.5), (81, 0.1), (100, 0.1)):
+        _, out = run_with_logits(method, weights, epoch=epoch)
+        assert out["loss"].item() == pytest.approx((1 - alpha) * ce + alpha * kd, rel=1e-5), epoch
+    with pytest.raises(RecipeError, match="leave cls and div unset"):
+        resolve_loss_weights(method_config(tmp_path, method="spherical", cls=0.1, spherical_alphas=[0.9]))
+    with pytest.raises(RecipeError, match="needs one value more than spherical_alpha_epochs"):
+        build_method("spherical", None, None, method_config(tmp_path, spherical_alphas=[0.9, 0.5],
+                                                            spherical_alpha_epochs=[60, 80]), None)

@@ -20,6 +20,8 @@ def collate_image_batch(items: dict[str, torch.Tensor] | list[dict[str, Any]]) -
 def example_batch(dataset, collator=collate_image_batch, size: int = 2) -> dict[str, torch.Tensor]:
     """A small collated training batch, transformed as training transforms it (also on the device path), that
     methods size their modules on (spec 1.4 step 2): the first ``size`` examples of ``dataset``."""
+    if hasattr(dataset, "first_batch"):  # a streamed dataset: no indices
+        return dataset.first_batch(size)
     indices = list(range(min(size, len(dataset))))
     items = dataset.__getitems__(indices) if hasattr(dataset, "__getitems__") else [dataset[i] for i in indices]
     batch = collator(items)

@@ -11,6 +11,11 @@ overflow on any backend).
 
 from __future__ import annotations
 
+import random
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import numpy as np
 import torch
 
 _MASK32 = 0xFFFFFFFF
@@ -49,3 +54,24 @@ def keyed_uniform(seed: int, epoch: int, index: torch.Tensor, slot: torch.Tensor
 def keyed_integers(seed: int, epoch: int, index: torch.Tensor, slot: int, high: int) -> torch.Tensor:
     """Uniform integers in ``[0, high)``; the modulo bias is below ``high / 2**32``."""
     return keyed_hash(seed, epoch, index, slot) % high
+
+
+@contextmanager
+def seeded_global_generators(seed: int) -> Iterator[None]:
+    """Run a block with Python's ``random``, NumPy's global generator and torch's CPU generator all seeded with
+    ``seed`` (an int in [0, 2**32)), and put their previous states back afterwards.
+
+    timm's and torchvision's transforms and timm's Mixup draw from these global generators; seeding them from a
+    ``keyed_hash`` around each call makes their draws keyed too, while the rest of the process (dropout, the
+    sampler) keeps its own random stream.
+    """
+    states = random.getstate(), np.random.get_state(), torch.random.get_rng_state()
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.random.default_generator.manual_seed(seed)
+    try:
+        yield
+    finally:
+        random.setstate(states[0])
+        np.random.set_state(states[1])
+        torch.random.set_rng_state(states[2])

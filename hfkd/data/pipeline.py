@@ -3,23 +3,32 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import datasets
 import torch
 
 from ..errors import DataError, RecipeError
+from .augmentation import (
+    KeyedMixup,
+    build_mixup,
+    eval_interpolation,
+    mixup_enabled,
+    per_image_augmentation,
+    train_transform,
+)
 from .decoded import DecodedImageDataset, decode_images
-from .images import decode_rgb, open_image
+from .device_decode import DeviceDecoder, EncodedImageDataset
+from .images import open_image
 from .normalization import KNOWN_STATISTICS, compute_statistics, known_statistics
+from .per_image import PerImageDataset
 from .sources import ClassificationSplits, load_splits
+from .streaming import StreamingImageDataset
 from .transforms import (
     CROP_PADDING,
     cifar_eval_transform,
     cifar_train_transform,
     eval_image_processor,
     imagenet_eval_transform,
-    imagenet_train_transform,
 )
 
 # images up to this side use the 'cifar' preset (decoded once, batched crop + flip) when the preset is 'auto'
@@ -28,7 +37,8 @@ SMALL_IMAGE_MAX_SIDE = 64
 
 @dataclass
 class PreparedData:
-    """Datasets whose items are ``{"pixel_values", "labels"[, "index"]}``, and how they were made."""
+    """Datasets whose items are ``{"pixel_values", "labels"[, "index"]}``, and how they were made; ``mixup`` (timm's
+    Mixup / CutMix, keyed) is what the trainer applies to training batches, or None."""
 
     train_dataset: torch.utils.data.Dataset
     eval_dataset: torch.utils.data.Dataset
@@ -39,6 +49,8 @@ class PreparedData:
     std: tuple[float, ...]
     stats_source: str
     dataset_name: str
+    mixup: KeyedMixup | None = None
+    interpolation: str = "bilinear"
 
     @property
     def num_classes(self) -> int:
@@ -46,7 +58,7 @@ class PreparedData:
 
     def image_processor(self):
         """The evaluation preprocessing as a transformers image processor (saved with the export)."""
-        return eval_image_processor(self.preset, self.image_size, self.mean, self.std)
+        return eval_image_processor(self.preset, self.image_size, self.mean, self.std, self.interpolation)
 
 
 def _choose_statistics(data_args, name: str, train_images: torch.Tensor | None, model_preprocessing=None):
@@ -67,6 +79,13 @@ def _choose_statistics(data_args, name: str, train_images: torch.Tensor | None, 
         return mean, std, "computed from the training images"
     mean, std = KNOWN_STATISTICS["imagenet"]
     return mean, std, "the imagenet constants (default)"
+
+
+def _imagenet_size(data_args, model_preprocessing, model_input_size: int | None = None) -> int:
+    """The 'imagenet' preset's crop side: the recipe's image_size, else the size the student requires
+    (``model_input_size``), else the student's declared size, else 224."""
+    declared = model_preprocessing.size if model_preprocessing is not None else None
+    return data_args.image_size or model_input_size or declared or 224
 
 
 def _check_labels(labels: torch.Tensor, num_classes: int, split: str) -> None:
@@ -91,26 +110,6 @@ def _check_crop_size(images: torch.Tensor, name: str) -> None:
         )
 
 
-ROW_COLUMN = "__hfkd_row"
-
-
-def _per_image_transform(transform, image_column: str, label_column: str, split: str):
-    """Decode (``images.decode_rgb``: by bit depth, a bad image named by split and row) and transform each image."""
-
-    def apply(batch: dict[str, list[Any]]) -> dict[str, Any]:
-        images = [decode_rgb(item, split, row) for item, row in zip(batch[image_column], batch[ROW_COLUMN])]
-        return {"pixel_values": [transform(image) for image in images], "labels": batch[label_column]}
-
-    return apply
-
-
-def _lazily_decoded(dataset, image_column: str, label_column: str, split: str, transform):
-    """``dataset`` decoding its images in the DataLoader (workers), with each example's row kept to name it."""
-    dataset = dataset.cast_column(image_column, datasets.Image(decode=False))
-    dataset = dataset.add_column(ROW_COLUMN, list(range(len(dataset))))
-    return dataset.with_transform(_per_image_transform(transform, image_column, label_column, split))
-
-
 def prepare_datasets(
     data_args, splits: ClassificationSplits | None = None, model_preprocessing=None, seed: int = 0,
     model_input_size: int | None = None,
@@ -124,6 +123,8 @@ def prepare_datasets(
     resizes them to it with the 'imagenet' preset.
     """
     splits = splits if splits is not None else load_splits(data_args, seed=seed)
+    if splits.num_train_examples is not None:
+        return _prepare_streamed(data_args, splits, model_preprocessing, seed)
     num_classes = len(splits.label_names)
     preset = data_args.transform_preset
     if preset == "auto":
@@ -134,11 +135,17 @@ def prepare_datasets(
             width, height = first.size
         small = max(width, height) <= SMALL_IMAGE_MAX_SIDE and model_input_size in (None, max(width, height))
         preset = "cifar" if small else "imagenet"
+        if preset == "cifar" and per_image_augmentation(data_args):
+            raise RecipeError(
+                f"{', '.join(per_image_augmentation(data_args))} apply to the 'imagenet' preset, but these images "
+                f"({width}x{height}) get the 'cifar' preset; set transform_preset: imagenet"
+            )
 
     train_labels = torch.as_tensor(splits.train[splits.label_column])
     eval_labels = torch.as_tensor(splits.eval[splits.label_column])
     _check_labels(train_labels, num_classes, "train")
     _check_labels(eval_labels, num_classes, "eval")
+    interpolation = eval_interpolation(data_args) if preset == "imagenet" else "bilinear"
 
     if preset == "cifar":
         train_images = decode_images(splits.train, splits.image_column, splits.train_split)
@@ -147,14 +154,45 @@ def prepare_datasets(
         mean, std, source = _choose_statistics(data_args, splits.name, train_images, model_preprocessing)
         on_device = data_args.augment_on_device
         train = DecodedImageDataset(
-            train_images, train_labels, cifar_train_transform(mean, std, seed=seed), on_device=on_device
+            train_images, train_labels, cifar_train_transform(mean, std, seed=seed),
+            with_index=mixup_enabled(data_args), on_device=on_device,
         )
         evaluation = DecodedImageDataset(eval_images, eval_labels, cifar_eval_transform(mean, std), on_device=on_device)
         image_size = int(train_images.shape[-1])
     else:
         mean, std, source = _choose_statistics(data_args, splits.name, None, model_preprocessing)
-        image_size = model_input_size or (model_preprocessing.size if model_preprocessing is not None else None) or 224
-        columns = (splits.image_column, splits.label_column)
-        train = _lazily_decoded(splits.train, *columns, splits.train_split, imagenet_train_transform(mean, std, image_size))
-        evaluation = _lazily_decoded(splits.eval, *columns, splits.eval_split, imagenet_eval_transform(mean, std, image_size))
-    return PreparedData(train, evaluation, splits.label_names, preset, image_size, mean, std, source, splits.name)
+        image_size = _imagenet_size(data_args, model_preprocessing, model_input_size)
+        if data_args.decode_on_device:
+            columns = splits.image_column, splits.label_column
+            train = EncodedImageDataset(splits.train, *columns, DeviceDecoder(
+                image_size, mean, std, seed, data_args.train_crop_scale, data_args.interpolation))
+            evaluation = EncodedImageDataset(splits.eval, *columns, DeviceDecoder(
+                image_size, mean, std, None, interpolation=interpolation))
+        else:
+            train = PerImageDataset(splits.train, splits.image_column, splits.label_column,
+                                    train_transform(data_args, image_size, mean, std), seed=seed,
+                                    split=splits.train_split)
+            evaluation = PerImageDataset(splits.eval, splits.image_column, splits.label_column,
+                                         imagenet_eval_transform(mean, std, image_size, interpolation=interpolation),
+                                         split=splits.eval_split)
+    return PreparedData(
+        train, evaluation, splits.label_names, preset, image_size, mean, std, source, splits.name,
+        mixup=build_mixup(data_args, num_classes, seed),
+        interpolation=interpolation,
+    )
+
+
+def _prepare_streamed(data_args, splits: ClassificationSplits, model_preprocessing, seed: int) -> PreparedData:
+    """A streamed train split (decoded per image, 'imagenet' preset) and its map-style eval split."""
+    num_classes = len(splits.label_names)
+    _check_labels(torch.as_tensor(splits.eval[splits.label_column]), num_classes, "eval")
+    mean, std, source = _choose_statistics(data_args, splits.name, None, model_preprocessing)
+    image_size = _imagenet_size(data_args, model_preprocessing)
+    interpolation = eval_interpolation(data_args)
+    train = StreamingImageDataset(splits.train, splits.num_train_examples, splits.image_column, splits.label_column,
+                                  train_transform(data_args, image_size, mean, std), seed=seed,
+                                    split=splits.train_split)
+    evaluation = PerImageDataset(splits.eval, splits.image_column, splits.label_column,
+                                 imagenet_eval_transform(mean, std, image_size, interpolation=interpolation))
+    return PreparedData(train, evaluation, splits.label_names, "imagenet", image_size, mean, std, source, splits.name,
+                        mixup=build_mixup(data_args, num_classes, seed), interpolation=interpolation)

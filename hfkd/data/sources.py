@@ -28,6 +28,8 @@ class ClassificationSplits:
     name: str
     train_split: str = "train"
     eval_split: str = "test"
+    # a streamed train split (``datasets.IterableDataset``) has no len(): its size from the card or parquet footers
+    num_train_examples: int | None = None
 
 
 def builtin_names() -> list[str]:
@@ -121,6 +123,10 @@ def load_splits(data_args, seed: int = 0) -> ClassificationSplits:
 
     ``seed`` fixes the held-out part when ``train_val_split`` divides the training split.
     """
+    if data_args.streaming:
+        from .streaming import load_streaming_splits
+
+        return load_streaming_splits(data_args, seed=seed)
     name = data_args.dataset_name or data_args.train_dir
     dataset = _load(data_args)
     if data_args.train_split not in dataset:

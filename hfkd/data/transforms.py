@@ -4,8 +4,9 @@ CIFAR-size images are kept as uint8 ``[B, C, H, W]`` batches and transformed a b
 zero padding 4, horizontal flip, normalise), on whatever device the batch is on. A batch transform is called as
 ``transform(images, index, epoch)``: the random crop and flip of an example are a pure function of (seed, epoch,
 dataset index), so they do not depend on the process, worker or batch it lands in (see ``keyed_random``).
-Large images use torchvision's per-image transforms (RandomResizedCrop 224 + flip; Resize 256 + CenterCrop 224) in
-DataLoader workers, with torch's per-worker random generators.
+Large images are transformed one at a time in DataLoader workers: for training by timm's transforms
+(``augmentation.train_transform``: RandomResizedCrop 224 + flip, and the recipe's timm augmentation), for
+evaluation by Resize 256 + CenterCrop 224 here.
 """
 
 from __future__ import annotations
@@ -82,29 +83,24 @@ def cifar_eval_transform(mean: Sequence[float], std: Sequence[float]) -> Normali
     return Normalize(mean, std)
 
 
-def imagenet_train_transform(mean: Sequence[float], std: Sequence[float], size: int = 224):
-    """RandomResizedCrop(size) with torchvision's default scale (0.08, 1) and ratio (3/4, 4/3), flip, normalise."""
+# the evaluation center crop's share of the resized short side: 224 of 256 (the references' Resize 256, CenterCrop 224)
+EVAL_CROP_PCT = 224 / 256
+
+
+def imagenet_eval_transform(
+    mean: Sequence[float], std: Sequence[float], size: int = 224, resize: int | None = None,
+    interpolation: str = "bilinear",
+):
+    """Resize the short side to ``resize`` (default ``int(size / 0.875)``: 256 for 224, as the image processor
+    computes it) with ``interpolation``, center-crop ``size``, normalise."""
     from torchvision.transforms import v2
+
+    resize = resize or int(size / EVAL_CROP_PCT)
 
     return v2.Compose(
         [
             v2.RGB(),
-            v2.RandomResizedCrop(size, antialias=True),
-            v2.RandomHorizontalFlip(),
-            v2.ToImage(),
-            v2.ToDtype(torch.float32, scale=True),
-            v2.Normalize(mean, std),
-        ]
-    )
-
-
-def imagenet_eval_transform(mean: Sequence[float], std: Sequence[float], size: int = 224, resize: int = 256):
-    from torchvision.transforms import v2
-
-    return v2.Compose(
-        [
-            v2.RGB(),
-            v2.Resize(resize, antialias=True),
+            v2.Resize(resize, interpolation=v2.InterpolationMode(interpolation), antialias=True),
             v2.CenterCrop(size),
             v2.ToImage(),
             v2.ToDtype(torch.float32, scale=True),
@@ -113,16 +109,19 @@ def imagenet_eval_transform(mean: Sequence[float], std: Sequence[float], size: i
     )
 
 
-def eval_image_processor(preset: str, image_size: int, mean: Sequence[float], std: Sequence[float]):
+def eval_image_processor(
+    preset: str, image_size: int, mean: Sequence[float], std: Sequence[float], interpolation: str = "bilinear"
+):
     """The evaluation preprocessing as a transformers image processor, saved with the exported model."""
     from transformers import ConvNextImageProcessor, ViTImageProcessor
     from transformers.image_utils import PILImageResampling
 
     if preset == "imagenet":
-        # resize the short side to image_size / crop_pct (256 for 224), then center-crop image_size; bilinear, as
-        # imagenet_eval_transform (ConvNeXt's own default is bicubic)
+        # resize the short side to image_size / crop_pct (256 for 224), then center-crop image_size, with
+        # imagenet_eval_transform's interpolation (ConvNeXt's own default is bicubic)
         return ConvNextImageProcessor(
-            size={"shortest_edge": image_size}, crop_pct=image_size / 256, resample=PILImageResampling.BILINEAR,
+            size={"shortest_edge": image_size}, crop_pct=EVAL_CROP_PCT,
+            resample=PILImageResampling[interpolation.upper()],
             image_mean=list(mean), image_std=list(std),
         )
     return ViTImageProcessor(

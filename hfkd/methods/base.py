@@ -44,7 +44,8 @@ class DistillationMethod(nn.Module):
     teacher's classifier keeps a frozen copy).
 
     ``batch`` holds ``pixel_values``, ``labels``, ``epoch`` (the current 1-based epoch, an int) and whatever the
-    method's ``prepare_train_dataset`` added (CRD: ``index``, ``contrast_index``).
+    method's ``prepare_train_dataset`` added (CRD: ``index``, ``contrast_index``); with Mixup / CutMix ``labels`` are
+    the mixed targets ``[B, C]`` (see ``needs_hard_labels``).
     """
 
     name: ClassVar[str] = ""
@@ -63,6 +64,11 @@ class DistillationMethod(nn.Module):
     needs_teacher_features: ClassVar[bool] = False
     # whether ``predict`` reads the student's features (evaluation then collects them; the teacher never runs)
     predict_needs_features: ClassVar[bool] = False
+    # whether ``forward`` reads ``batch["labels"]`` as class indices (DKD's target mask): such a method cannot train on
+    # Mixup / CutMix batches, whose labels are mixed targets ``[B, C]``
+    needs_hard_labels: ClassVar[bool] = False
+    # whether the method needs dataset indices and the training-set size (CRD's memory bank): not on streamed data
+    needs_dataset_indices: ClassVar[bool] = False
 
     @classmethod
     def default_weights(cls, config: Any) -> tuple[float, float, float]:
@@ -105,6 +111,11 @@ class DistillationMethod(nn.Module):
     def predict(self, student_out: ClassifierOutput) -> torch.Tensor:
         """Logits used for evaluation and export; the student's own unless the method predicts differently."""
         return student_out.logits
+
+    def weights_at(self, epoch: int | None, weights: Any) -> Any:
+        """The loss weights (a ``LossWeights``) in the 1-based ``epoch``; a method whose paper changes them during
+        training (Spherical KD's alpha schedule) returns a copy with other ``cls`` / ``div``."""
+        return weights
 
     def ce_logits(self, student_logits: torch.Tensor) -> torch.Tensor:
         """The logits the ``cls`` cross-entropy sees (Spherical KD normalises them)."""

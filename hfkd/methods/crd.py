@@ -148,6 +148,7 @@ class ContrastMemory(nn.Module):
 class CRD(DistillationMethod):
     """Student and teacher embeddings, their memory banks, and the two-sided NCE loss (spec 2.6)."""
 
+    needs_dataset_indices = True  # the memory bank has a row per training example
     name = "crd"
     paper = Paper(
         "Contrastive Representation Distillation",

@@ -81,6 +81,7 @@ class DKD(DistillationMethod):
     """
 
     name = "dkd"
+    needs_hard_labels = True  # the target-class mask
     paper = Paper(
         "Decoupled Knowledge Distillation",
         "Borui Zhao and Quan Cui and Renjie Song and Yiyu Qiu and Jiajun Liang",
