@@ -289,6 +289,8 @@ class DistillationTrainer(Trainer):
         """Checkpoints keep the full training state; any other save writes the clean export."""
         output_dir = output_dir if output_dir is not None else self.args.output_dir
         if Path(output_dir).name.startswith(PREFIX_CHECKPOINT_DIR):
+            if state_dict is None:  # safetensors stores contiguous tensors only; channels_last weights are not
+                state_dict = {k: v.contiguous() for k, v in self.accelerator.unwrap_model(self.model).state_dict().items()}
             return super()._save(output_dir, state_dict)
         if self.args.should_save:
             self.export_model(output_dir)

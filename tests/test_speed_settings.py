@@ -89,3 +89,29 @@ def test_logged_gradient_norm_is_the_norm_accelerate_computes(tmp_path):
     assert len(logged) == len(reference) == 3
     assert logged == pytest.approx(reference, rel=1e-5)
     assert len(set(logged)) == 3 and min(logged) > 0  # a real norm of each step's gradients
+
+
+def test_a_channels_last_run_saves_checkpoints_and_resumes_from_them(tmp_path):
+    """safetensors stores contiguous tensors only: channels_last convolution weights are made contiguous for a
+    checkpoint, and a run resumed from it ends with the uninterrupted run's weights."""
+    from safetensors.torch import load_file
+
+    def trainer(name: str) -> DistillationTrainer:
+        torch.manual_seed(0)
+        train, evaluation = learnable_datasets(n_train=64, n_eval=8)
+        student, teacher = create_model("resnet8", num_classes=4), create_model("resnet14", num_classes=4).eval()
+        config = DistillationConfig(output_dir=str(tmp_path / name), method="kd", per_device_train_batch_size=32,
+                                    channels_last=True, max_steps=2, save_strategy="steps", save_steps=1, save_total_limit=2,
+                                    lr_decay_epochs=[], disable_tqdm=True, report_to=[])
+        return DistillationTrainer(model=student, teacher=teacher, args=config, train_dataset=train,
+                                   eval_dataset=evaluation)
+
+    whole = trainer("whole")
+    whole.train()
+    saved = load_file(str(tmp_path / "whole" / "checkpoint-2" / "model.safetensors"))
+    final = whole.model.state_dict()
+    assert saved.keys() == final.keys() and all(torch.equal(saved[k], final[k]) for k in final)
+    resumed = trainer("resumed")
+    resumed.train(resume_from_checkpoint=str(tmp_path / "whole" / "checkpoint-1"))
+    assert resumed.state.global_step == 2
+    assert all(torch.equal(v, final[k]) for k, v in resumed.model.state_dict().items())
