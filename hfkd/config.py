@@ -68,8 +68,7 @@ class ModelArguments:
     def __post_init__(self) -> None:
         if not self.model_name_or_path:
             raise RecipeError("the recipe must name the student with 'model_name_or_path' (e.g. resnet8x4)")
-        if self.teacher_cache_topk is not None and self.teacher_cache_topk < 1:
-            raise RecipeError(f"teacher_cache_topk must be >= 1, got {self.teacher_cache_topk}")
+        check_ranges(self)
         if self.teacher_cache_dtype not in ("float16", "float32"):
             raise RecipeError(f"teacher_cache_dtype {self.teacher_cache_dtype!r} is not one of 'float16', 'float32'")
 

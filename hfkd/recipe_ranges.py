@@ -92,6 +92,17 @@ RANGES: dict[str, Range] = {
     "max_eval_samples": Range(1, integer=True, none="for the whole split"),
     "image_mean": Range(0, 1),  # pixel units in [0, 1]
     "image_std": Range(0, low_open=True),
+    "image_size": Range(1, integer=True, none="for the student's declared size, else 224"),
+    "shuffle_buffer_size": COUNT,  # datasets' IterableDataset.shuffle buffer, in examples
+    # timm's augmentation keys (timm.data.create_transform / Mixup): strengths >= 0, probabilities in [0, 1],
+    # RandomResizedCrop's area fractions in (0, 1]
+    "color_jitter": NON_NEGATIVE,
+    "reprob": Range(0, 1),
+    "train_crop_scale": Range(0, 1, low_open=True),
+    "mixup_alpha": NON_NEGATIVE,
+    "cutmix_alpha": NON_NEGATIVE,
+    "mixup_prob": Range(0, 1),
+    "mixup_switch_prob": Range(0, 1),
     # --- hfkd's loss, methods, schedule and machine keys ---
     "cls": Range(0, none="for the method's default"),
     "div": Range(0, none="for the method's default"),
@@ -104,6 +115,9 @@ RANGES: dict[str, Range] = {
     "crd_nce_t": POSITIVE,
     "crd_nce_m": Range(0, 1),
     "spherical_multiplier": POSITIVE,
+    "spherical_alphas": NON_NEGATIVE,  # loss weights, one per phase of the alpha schedule
+    "spherical_alpha_epochs": Range(0, integer=True),
+    "teacher_cache_topk": Range(1, integer=True, none="for every logit"),
     "dkd_alpha": NON_NEGATIVE,
     "dkd_beta": NON_NEGATIVE,
     "dkd_warmup_epochs": Range(0, integer=True),
@@ -174,3 +188,5 @@ def check_ranges(args) -> None:
         check_value(key, value)
         if valid.integer and isinstance(value, float):
             setattr(args, key, int(value))  # 4.0 from YAML: torch's samplers and loaders need an int
+        elif valid.integer and isinstance(value, (list, tuple)):
+            setattr(args, key, [int(v) for v in value])

@@ -161,7 +161,7 @@ def test_a_top_k_cache_trains_from_the_rebuilt_logits(setting, full_cache):
         (["--image_mean", "0.5", "0.5", "0.5", "--image_std", "0.2", "0.2", "0.2"], "holds views augmented as"),
         (["--transform_preset", "imagenet"], "a teacher cache needs the 'cifar' transform preset"),
         (["--teacher", "resnet8"], "holds the outputs of teacher"),
-        (["--teacher_cache_topk", "0"], "teacher_cache_topk must be >= 1, got 0"),
+        (["--teacher_cache_topk", "0"], "teacher_cache_topk must be an integer >= 1 (or null for every logit), got 0"),
         (["--teacher_cache_dtype", "bfloat16"], "teacher_cache_dtype 'bfloat16' is not one of 'float16', 'float32'"),
     ],
 )

@@ -190,9 +190,9 @@ def _prepare_streamed(data_args, splits: ClassificationSplits, model_preprocessi
     image_size = _imagenet_size(data_args, model_preprocessing)
     interpolation = eval_interpolation(data_args)
     train = StreamingImageDataset(splits.train, splits.num_train_examples, splits.image_column, splits.label_column,
-                                  train_transform(data_args, image_size, mean, std), seed=seed,
-                                    split=splits.train_split)
+                                  train_transform(data_args, image_size, mean, std), seed=seed)
     evaluation = PerImageDataset(splits.eval, splits.image_column, splits.label_column,
-                                 imagenet_eval_transform(mean, std, image_size, interpolation=interpolation))
+                                 imagenet_eval_transform(mean, std, image_size, interpolation=interpolation),
+                                 split=splits.eval_split)
     return PreparedData(train, evaluation, splits.label_names, "imagenet", image_size, mean, std, source, splits.name,
                         mixup=build_mixup(data_args, num_classes, seed), interpolation=interpolation)
