@@ -53,7 +53,7 @@ def test_recipe_keys_build_timms_transform():
 
 @pytest.mark.parametrize("values, message", [
     (dict(auto_augment="rand-x9"), "auto_augment 'rand-x9' is not a timm policy"),
-    (dict(reprob=1.5), "reprob must be a probability between 0 and 1, got 1.5"),
+    (dict(reprob=1.5), r"reprob must be in \[0, 1\], got 1.5"),
     (dict(mixup_alpha=-1.0), "mixup_alpha must be >= 0"),
     (dict(interpolation="cubic"), "interpolation 'cubic' is not one of bilinear, bicubic, nearest, random"),
     (dict(train_crop_scale=[0.5]), r"train_crop_scale must be \[min, max\]"),

@@ -43,13 +43,9 @@ def per_image_augmentation(data_args) -> list[str]:
 
 
 def check_augmentation(data_args) -> None:
-    """Raise ``RecipeError`` (one sentence) for an augmentation key timm would reject or that cannot apply."""
-    for name in ("color_jitter", "mixup_alpha", "cutmix_alpha"):
-        if getattr(data_args, name) < 0:
-            raise RecipeError(f"{name} must be >= 0, got {getattr(data_args, name)}")
-    for name in ("reprob", "mixup_prob", "mixup_switch_prob"):
-        if not 0 <= getattr(data_args, name) <= 1:
-            raise RecipeError(f"{name} must be a probability between 0 and 1, got {getattr(data_args, name)}")
+    """Raise ``RecipeError`` (one sentence) for an augmentation key timm would reject or that cannot apply; the
+    numeric ranges (strengths >= 0, probabilities in [0, 1]) are checked before, with every numeric key
+    (``recipe_ranges``)."""
     if data_args.interpolation not in INTERPOLATIONS:
         raise RecipeError(f"interpolation {data_args.interpolation!r} is not one of {', '.join(INTERPOLATIONS)}")
     scale = data_args.train_crop_scale
