@@ -8,9 +8,10 @@ random CIFAR-size uint8 images behind hfkd's data path, the speed settings ``aut
 ``--speed_settings off``, fp32 NCHW). All in one
 process, so a busy machine slows both sides of each ratio alike:
 
-- ``step``: one DistillationTrainer trains KD and, at every window edge, swaps its teacher between the online teacher
-  and the CachedTeacher of a full float16 cache of the same views (``teacher_cache`` in a recipe does the same, minus
-  the swap); img/s = 64 / mean step time of a window, per mode; the ratio of the two medians.
+- ``step``: one DistillationTrainer trains KD and, at every window edge, swaps its teacher in turn between the online
+  teacher, the CachedTeacher of a full float16 cache of the same views (``teacher_cache`` in a recipe does the same,
+  minus the swap) and a "free" teacher (the ceiling: fixed logits, no read, no forward); img/s = 64 / mean step time
+  of a window, per mode; the ratios of the medians.
 - ``build``: alternating windows of (a) the teacher's inference on already-normalised images, batches of 256 (what an
   evaluation pass does), and (b) the build's per-file work, ``hfkd cache-teacher``'s inner loop: the training views of
   one epoch (keyed crop, flip, normalise), the teacher, and the parquet file written; plus one whole
@@ -40,6 +41,13 @@ BATCH = 64
 WARMUP_STEPS = 3
 EVAL_BATCH = 256
 CIFAR100_TRAIN, CIFAR100_CLASSES, REFERENCE_EPOCHS = 50_000, 100, 240
+
+
+def synchronize() -> None:
+    """On a GPU, wait for the queued kernels, so a clock read at a window edge counts them (steps inside a window
+    still overlap, as in training)."""
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
 
 
 def write_setting(root: Path, images: int, speed_settings: str) -> Path:
@@ -81,45 +89,62 @@ def write_setting(root: Path, images: int, speed_settings: str) -> Path:
     return path
 
 
+MODES = ("online", "cached", "free")
+
+
 def step_ratio(run, windows: int, steps: int) -> dict:
-    """Online and cached KD steps in alternating windows of one DistillationTrainer (module docstring)."""
+    """Online, cached and free-teacher KD steps in rotating windows of one DistillationTrainer (module docstring)."""
     from transformers import TrainerCallback
 
-    from hfkd.teacher_cache import open_teacher_cache
+    from hfkd.models.outputs import ClassifierOutput
+    from hfkd.teacher_cache import CachedTeacher, open_teacher_cache
     from hfkd.train import load_teacher, prepare_stage_data
     from hfkd.trainer import DistillationTrainer
 
     _, student, data = prepare_stage_data(run)
-    args = run.training_args  # max_steps = WARMUP_STEPS + 2 * windows * steps (main)
+    args = run.training_args  # max_steps = WARMUP_STEPS + len(MODES) * windows * steps (main)
     cached = open_teacher_cache(run.model_args, args, data)
     online = load_teacher(run.model_args, data)
-    times: dict[str, list[float]] = {"online": [], "cached": []}
 
-    class Alternate(TrainerCallback):
+    class FreeTeacher(CachedTeacher):
+        """The ceiling: a cache whose read costs nothing (fixed logits), so its window is the KD step minus every
+        teacher cost."""
+
+        def forward(self, pixel_values, return_features=False, *, index, epoch):
+            return ClassifierOutput(logits=torch.zeros(len(index), self.num_classes, device=pixel_values.device))
+
+    free = FreeTeacher(cached.folder, cached.record)
+    times: dict[str, list[float]] = {mode: [] for mode in MODES}
+
+    class Rotate(TrainerCallback):
         start: float | None = None
-        mode = "online"
+        turn = 0
 
         def on_step_end(self, args, state, control, **kwargs):
             done = state.global_step - WARMUP_STEPS
             if done < 0 or done % steps:
                 return
+            synchronize()
             now = time.perf_counter()
             if self.start is not None:
-                times[self.mode].append((now - self.start) / steps)
-                self.mode = "cached" if self.mode == "online" else "online"
-            trainer.teacher = prepared if self.mode == "online" else cached
+                times[MODES[self.turn % len(MODES)]].append((now - self.start) / steps)
+                self.turn += 1
+            trainer.teacher = {"online": prepared, "cached": cached, "free": free}[MODES[self.turn % len(MODES)]]
+            synchronize()
             self.start = time.perf_counter()
 
     trainer = DistillationTrainer(model=student, teacher=cached, args=args, train_dataset=data.train_dataset,
-                                  callbacks=[Alternate()])
+                                  callbacks=[Rotate()])
     if trainer.args.channels_last:
         online.to(memory_format=torch.channels_last)
     prepared = trainer._prepare_teacher(online)
     trainer.teacher = prepared  # warm-up steps online
     trainer.train()
-    online_s, cached_s = statistics.median(times["online"]), statistics.median(times["cached"])
-    return {"online_img_per_s": BATCH / online_s, "cached_img_per_s": BATCH / cached_s,
-            "cached_over_online": online_s / cached_s, "windows": {k: [BATCH / t for t in v] for k, v in times.items()},
+    median = {mode: statistics.median(times[mode]) for mode in MODES}
+    return {"online_img_per_s": BATCH / median["online"], "cached_img_per_s": BATCH / median["cached"],
+            "free_img_per_s": BATCH / median["free"], "cached_over_online": median["online"] / median["cached"],
+            "free_over_online": median["online"] / median["free"],
+            "windows": {k: [BATCH / t for t in v] for k, v in times.items()},
             "steps_per_window": steps, "precision": run.launch.precision(run.values)}
 
 
@@ -148,10 +173,12 @@ def build_speed(run, windows: int) -> dict:
     folder = Path(tempfile.mkdtemp())
     evaluation, building = [], []
     for window in range(windows + 1):  # the first pair warms up
+        synchronize()
         begin = time.perf_counter()
         with torch.inference_mode():
             for start in range(0, n, EVAL_BATCH):
-                teacher(normalised[start:start + EVAL_BATCH])
+                teacher(normalised[start:start + EVAL_BATCH].to(accelerator.device, non_blocking=True))
+        synchronize()
         eval_s = time.perf_counter() - begin
         begin = time.perf_counter()
         train.set_epoch(window)
@@ -209,10 +236,11 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as root:
         recipe = write_setting(Path(root), args.images, args.speed_settings)
-        max_steps = ["--max_steps", str(WARMUP_STEPS + 2 * args.windows * args.steps)]
+        max_steps = ["--max_steps", str(WARMUP_STEPS + len(MODES) * args.windows * args.steps)]
         assert cache_teacher([str(recipe), *max_steps]) == 0  # a float16 cache of the epochs those steps reach
         (run,) = load_recipe(recipe, max_steps).runs
-        results = {"machine": platform.processor() or platform.machine(), "images": args.images,
+        device = torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor() or "cpu"
+        results = {"machine": device, "torch": torch.__version__, "images": args.images,
                    "step": step_ratio(run, args.windows, args.steps)}
         (run,) = load_recipe(recipe).runs
         results["build"] = build_speed(run, args.windows)

@@ -238,6 +238,10 @@ class DistillationTrainer(Trainer):
         return inputs
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if self.args.torch_compile:
+            # CUDA graphs (torch_compile_mode "reduce-overhead") reuse their output memory at each replay: a new step
+            # must say the previous step's outputs are done with (torch.compiler docs); elsewhere a counter increment
+            torch.compiler.cudagraph_mark_step_begin()
         inputs = self.model_inputs(inputs, self.train_dataset if model.training else self.eval_dataset)
         teacher_outputs = None
         if model.training:

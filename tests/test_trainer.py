@@ -352,3 +352,20 @@ def test_a_missing_logging_integration_is_one_sentence(tmp_path, learnable_data,
                             train_dataset=learnable_data[0])
     assert str(err.value) == ("report_to mlflow needs the mlflow package, which is not installed; pip install "
                               "'hfkd[mlflow]' (or drop mlflow from report_to)")
+
+
+@pytest.mark.parametrize("torch_compile", [True, False])
+def test_each_compiled_step_starts_a_new_cuda_graph_generation(tmp_path, learnable_data, monkeypatch, torch_compile):
+    # Under torch_compile_mode "reduce-overhead" (CUDA graphs) a step that does not mark its start reads outputs the
+    # previous replay overwrote: on an H200 KD failed at its second compiled step (BENCHMARKS.md, GPU check).
+    marks = []
+    monkeypatch.setattr(torch.compiler, "cudagraph_mark_step_begin", lambda: marks.append(1))
+    trainer = DistillationTrainer(
+        model=create_model("resnet8", num_classes=4), teacher=create_model("resnet8", num_classes=4),
+        args=config(tmp_path, method="kd", torch_compile=torch_compile, use_cpu=True),
+        train_dataset=learnable_data[0], eval_dataset=learnable_data[1])
+    model = trainer.model.train()  # the uncompiled model: what is checked is the call, not a compilation
+    batch = next(iter(trainer.get_train_dataloader()))
+    for _ in range(3):
+        trainer.compute_loss(model, batch)
+    assert len(marks) == (3 if torch_compile else 0)
