@@ -175,3 +175,11 @@ def test_crop_flip_draws_are_read_back_exactly():
     images = coords.contiguous()
     assert torch.equal(augment(images, index), augment(images, index, epoch=0))
     assert torch.equal(Compose(augment)(images, index), augment(images, index, epoch=0))
+
+
+def test_the_cifar_training_transform_defaults_to_the_references_crop_and_seed_0():
+    # the reference's RandomCrop(32, padding=4) (spec, the CIFAR toolbox's data loader) and the run seed's default
+    from hfkd.data.transforms import cifar_train_transform
+
+    crop = cifar_train_transform((0.5,) * 3, (0.25,) * 3).steps[0]
+    assert (crop.padding, crop.seed) == (4, 0)

@@ -19,7 +19,7 @@ import torch
 from ..errors import DataError
 from .collate import collate_image_batch
 from .keyed_random import keyed_hash, keyed_integers
-from .shared_epoch import SharedEpoch
+from .shared_epoch import SharedEpoch, SharedEpochMixin
 
 logger = logging.getLogger(__name__)
 
@@ -209,7 +209,7 @@ def _is_integer_feature(feature: Any) -> bool:
     return isinstance(feature, datasets.Value) and feature.dtype.startswith(("int", "uint"))
 
 
-class ContrastiveDataset(torch.utils.data.Dataset):
+class ContrastiveDataset(SharedEpochMixin, torch.utils.data.Dataset):
     """A training set whose batches also carry ``index`` ``[B]`` and ``contrast_index`` ``[B, K+1]`` (int64).
 
     Batches come from the wrapped dataset's ``__getitems__`` (a dict batch from ``DecodedImageDataset``, or a list of
@@ -240,13 +240,9 @@ class ContrastiveDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.dataset)
 
-    @property
-    def epoch(self) -> int:
-        return self._epoch.get()
-
     def set_epoch(self, epoch: int) -> None:
         """The epoch the next batches belong to (for the keyed draws); forwarded to the wrapped dataset."""
-        self._epoch.set(epoch)
+        super().set_epoch(epoch)
         if hasattr(self.dataset, "set_epoch"):
             self.dataset.set_epoch(epoch)
 

@@ -10,7 +10,7 @@ import torch
 
 from ..errors import DataError
 from .images import decode_rgb, describe_row, open_image
-from .shared_epoch import SharedEpoch
+from .shared_epoch import SharedEpoch, SharedEpochMixin
 
 
 def decode_images(dataset: datasets.Dataset, image_column: str, split: str = "train") -> torch.Tensor:
@@ -33,7 +33,7 @@ def decode_images(dataset: datasets.Dataset, image_column: str, split: str = "tr
     return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
 
 
-class DecodedImageDataset(torch.utils.data.Dataset):
+class DecodedImageDataset(SharedEpochMixin, torch.utils.data.Dataset):
     """uint8 images + int64 labels in memory; a batch is fetched and transformed in one call (``__getitems__``).
 
     Items are ``{"pixel_values", "labels"}`` (plus ``"index"``, the example's position, when ``with_index``). The
@@ -57,13 +57,6 @@ class DecodedImageDataset(torch.utils.data.Dataset):
         self.with_index = with_index
         self.on_device = on_device
         self._epoch = SharedEpoch(0)  # read by DataLoader workers too, also persistent ones (``shared_epoch``)
-
-    @property
-    def epoch(self) -> int:
-        return self._epoch.get()
-
-    def set_epoch(self, epoch: int) -> None:
-        self._epoch.set(epoch)
 
     def __len__(self) -> int:
         return len(self.labels)

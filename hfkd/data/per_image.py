@@ -11,10 +11,10 @@ import torch
 from .augmentation import augment_image
 from .images import decode_rgb
 from .keyed_random import keyed_hash
-from .shared_epoch import SharedEpoch
+from .shared_epoch import SharedEpoch, SharedEpochMixin
 
 
-class PerImageDataset(torch.utils.data.Dataset):
+class PerImageDataset(SharedEpochMixin, torch.utils.data.Dataset):
     """A ``datasets.Dataset`` whose batches are ``{"pixel_values" [B, 3, S, S] float, "labels" [B] int64,
     "index" [B] int64}``: rows fetched in one call (``__getitems__``), each image transformed on its own.
 
@@ -37,13 +37,6 @@ class PerImageDataset(torch.utils.data.Dataset):
         self.seed = seed
         self.split = split
         self._epoch = SharedEpoch(0)
-
-    @property
-    def epoch(self) -> int:
-        return self._epoch.get()
-
-    def set_epoch(self, epoch: int) -> None:
-        self._epoch.set(epoch)
 
     def __len__(self) -> int:
         return len(self.dataset)

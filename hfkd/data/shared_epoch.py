@@ -26,3 +26,19 @@ class SharedEpoch:
 
     def set(self, value: int) -> None:
         self._value.fill_(int(value))
+
+
+class SharedEpochMixin:
+    """``epoch`` and ``set_epoch(epoch)`` for a dataset whose keyed draws read the epoch: the value lives in a
+    ``SharedEpoch`` at ``self._epoch``, which the dataset's ``__init__`` creates (``SharedEpoch(0)``)."""
+
+    _epoch: SharedEpoch
+
+    @property
+    def epoch(self) -> int:
+        """The 0-based epoch the next batches belong to, as the main process last set it."""
+        return self._epoch.get()
+
+    def set_epoch(self, epoch: int) -> None:
+        """Set the epoch (main process, before the epoch's DataLoader iterator starts); workers read it."""
+        self._epoch.set(epoch)

@@ -32,7 +32,7 @@ from PIL import Image
 from ..errors import DataError, RecipeError
 from .augmentation import augment_image
 from .keyed_random import keyed_hash
-from .shared_epoch import SharedEpoch
+from .shared_epoch import SharedEpoch, SharedEpochMixin
 from .sources import ClassificationSplits, detect_columns
 
 
@@ -138,7 +138,7 @@ def _open(image: dict) -> Image.Image:
     return Image.open(io.BytesIO(image["bytes"]) if image.get("bytes") is not None else image["path"])
 
 
-class StreamingImageDataset(torch.utils.data.IterableDataset):
+class StreamingImageDataset(SharedEpochMixin, torch.utils.data.IterableDataset):
     """Batches ``{"pixel_values" [B, 3, S, S], "labels" [B] int64, "index" [B] int64 content keys}`` of a stream.
 
     ``for_process(batch_size, rank, world_size)`` sets the batch size and this process's part (datasets'
@@ -170,13 +170,6 @@ class StreamingImageDataset(torch.utils.data.IterableDataset):
         self.batch_size, self.rank, self.world_size = batch_size, rank, world_size
         self.process_stream = split_dataset_by_node(self.stream, rank, world_size)
         return self
-
-    @property
-    def epoch(self) -> int:
-        return self._epoch.get()
-
-    def set_epoch(self, epoch: int) -> None:
-        self._epoch.set(epoch)
 
     def resume_from(self, checkpoint: str, args) -> None:
         """Before a run resumes from ``checkpoint``: in the epoch it resumes, yield the batches already trained on as
