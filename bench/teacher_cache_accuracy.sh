@@ -52,10 +52,11 @@ python - "$out" <<'PY'
 import json, sys
 from pathlib import Path
 out = Path(sys.argv[1])
-def top1(path):
+for path in sorted(out.glob("**/seed-*/results.json")) + sorted(out.glob("kd_top5_seed*/results.json")):
     records = json.loads(path.read_text())
-    records = records if isinstance(records, list) else [records]
-    return {r.get("stage") or r.get("method") or path.parent.name: r["top1_last"] for r in records}
-for path in sorted(out.glob("*/results.json")) + sorted(out.glob("*/*/*/results.json")):
-    print(path.relative_to(out), top1(path))
+    print(path.parent.relative_to(out), [r["top1_last"] for r in (records if isinstance(records, list) else [records])])
+for path in sorted(out.glob("*/throughput.json")):
+    t = json.loads(path.read_text())
+    print(path.parent.name, f"wall {t['wall_s']:.0f} s, training span {t['training_span_s']:.0f} s, "
+          f"mean run {t['mean_run_img_per_s']:.0f} img/s")
 PY
