@@ -40,7 +40,9 @@ TESTS = {
                                   "tests/test_method_pkt.py", "tests/test_method_rkd.py", "tests/test_method_sp.py",
                                   "tests/test_method_srrl.py", "tests/test_method_crd.py", "-k", "not end_to_end"],
     "hfkd/methods/crd.py": ["tests/test_method_crd.py"],
-    "hfkd/distillation_model.py": ["tests/test_loss.py", "tests/test_method_dkd.py", "tests/test_method_simkd.py"],
+    "hfkd/distillation_model.py": ["tests/test_distillation_model.py", "tests/test_loss.py", "tests/test_method_dkd.py",
+                                   "tests/test_method_simkd.py", "tests/test_method_deit.py",
+                                   "tests/test_method_spherical.py"],
     "hfkd/export.py": ["tests/test_method_simkd.py", "tests/test_timm_export.py", "tests/test_model_sources.py"],
 }
 
