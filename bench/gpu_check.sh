@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The prepared GPU check (issues 18, 19, 20): run it once when a GPU is lent; at most 9 min 30 s on one GPU.
+# The prepared GPU check (issues 18, 19, 20): run it once when a GPU is lent; at most 9 min on one GPU (limits sized
+# from the H200 run of 2026-11-30, BENCHMARKS.md).
 # Each part has its own time limit and writes its JSON as soon as it ends, so a stopped part loses only itself.
 #
 #   bash bench/gpu_check.sh                 # writes bench/results/gpu_check/*.json and prints the tables
@@ -23,7 +24,7 @@ if [ -n "${HFKD_GPU_CHECK_QUICK:-}" ]; then
   loader="--images 64 --step-batch 2"; cache="--images 256 --windows 2 --steps 2"
 else
   settings="fp32 fast graphs"; models=""; b64="64"; b256="256"
-  sharing="--images 10000 --epochs 2 --runs_per_device 4"
+  sharing="--images 4000 --epochs 1 --runs_per_device 4"  # 89 s on an H200
   loader="--images 512 --decode-device cuda --step-device cuda --step-batch 256"
   cache="--images 4096 --windows 5 --steps 20"
 fi
@@ -36,15 +37,15 @@ part() {  # part NAME SECONDS COMMAND...: run one part under its own limit; a fa
   if [ -n "${HFKD_GPU_CHECK_ARCHIVE:-}" ]; then tar czf "$HFKD_GPU_CHECK_ARCHIVE" -C "$out" .; fi
 }
 # 4. (issue 19) cached vs online KD step, build speed, whole build
-part teacher_cache 100 python bench/teacher_cache.py $cache --json "$out/teacher_cache.json"
+part teacher_cache 60 python bench/teacher_cache.py $cache --json "$out/teacher_cache.json"
 # 3. (issue 20) 224-px loader per worker vs a resnet50 -> resnet18 KD step at batch 256, batched nvJPEG decoding
-part imagenet_loader 120 python bench/imagenet_loader.py $loader --json "$out/imagenet_loader.json"
+part imagenet_loader 90 python bench/imagenet_loader.py $loader --json "$out/imagenet_loader.json"
 # 1. (issue 18) training steps: batch 64 with CUDA graphs (the 5 ms target), then batch 256 without
-part steps_batch64 150 python bench/train_throughput.py --kinds train --methods kd simkd --settings $settings \
+part steps_batch64 180 python bench/train_throughput.py --kinds train --methods kd simkd --settings $settings \
   --batch "$b64" $models --json "$out/steps_batch64.json"
 # 2. (issue 18) sweep runs sharing the GPU against one run alone
-part sweep_sharing 110 python bench/sweep_sharing.py $sharing --json "$out/sweep_sharing.json"
-part steps_batch256 70 python bench/train_throughput.py --kinds train --methods kd simkd --settings fp32 fast \
+part sweep_sharing 100 python bench/sweep_sharing.py $sharing --json "$out/sweep_sharing.json"
+part steps_batch256 100 python bench/train_throughput.py --kinds train --methods kd simkd --settings fp32 fast \
   --batch "$b256" $models --json "$out/steps_batch256.json"
 ls "$out"/steps_batch*.json >/dev/null 2>&1 && python bench/format_results.py --gpu "$out"/steps_batch*.json
 [ -f "$out/sweep_sharing.json" ] && python - "$out/sweep_sharing.json" <<'PY'
