@@ -203,3 +203,18 @@ def test_crd_trains_end_to_end_with_adapted_nce_k(tmp_path, learnable_data, capl
     contrast = trainer.model.method.contrast
     assert contrast.z_v1.item() > 0 and contrast.z_v2.item() > 0
     assert torch.allclose(contrast.memory_v1.norm(dim=1), torch.ones(256), atol=1e-5)  # every row was updated
+
+
+def test_defaults_and_the_initial_memory_are_the_references():
+    # RepDistiller's train_student.py: --feat_dim 128, --nce_t 0.07, --nce_m 0.5; its ContrastMemory draws both
+    # memories uniformly from [-1/sqrt(dim/3), +1/sqrt(dim/3)] (stdv = 1 / sqrt(inputSize / 3))
+    torch.manual_seed(0)
+    crd = CRD(student_dim=8, teacher_dim=16, n_data=4000)
+    memory = crd.contrast
+    assert (memory.memory_v1.shape, memory.temperature, memory.momentum) == ((4000, 128), 0.07, 0.5)
+    bound = 1.0 / math.sqrt(128 / 3)
+    for values in (memory.memory_v1, memory.memory_v2):
+        assert values.abs().max().item() <= bound
+        # uniform on [-b, b]: both ends reached (512,000 draws) and the mean square is b^2 / 3
+        assert values.min().item() < -0.999 * bound and values.max().item() > 0.999 * bound
+        assert values.pow(2).mean().item() == pytest.approx(bound**2 / 3, rel=0.01)
