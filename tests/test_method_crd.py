@@ -12,10 +12,9 @@ import torch
 from hfkd.data.contrast import ContrastiveDataset
 from hfkd.distillation_model import DistillationModel, LossWeights
 from hfkd.errors import RecipeError
-from hfkd.methods.crd import CRD, contrast_loss
+from hfkd.methods.crd import CRD, contrast_loss, training_set_size
 from hfkd.models import create_model
 from hfkd.trainer import example_batch
-
 from tests.method_helpers import (
     assert_fp32_under_autocast,
     assert_only_term_trains,
@@ -218,3 +217,49 @@ def test_defaults_and_the_initial_memory_are_the_references():
         # uniform on [-b, b]: both ends reached (512,000 draws) and the mean square is b^2 / 3
         assert values.min().item() < -0.999 * bound and values.max().item() > 0.999 * bound
         assert values.pow(2).mean().item() == pytest.approx(bound**2 / 3, rel=0.01)
+
+
+def test_training_set_size_reads_n_data_then_the_length_and_refuses_an_unsized_set():
+    # n_data first (a ContrastiveDataset's attribute, which need not be its wrapper's len), else len()
+    assert training_set_size(SimpleNamespace(n_data=7)) == 7
+    assert type(training_set_size(SimpleNamespace(n_data=torch.tensor(7)))) is int
+    assert training_set_size([0] * 5) == 5
+
+    class Stream(torch.utils.data.IterableDataset):
+        def __iter__(self):
+            yield {}
+
+    with pytest.raises(RecipeError) as refused:
+        training_set_size(Stream())
+    assert str(refused.value) == (
+        "crd keeps one memory row per training example, but the training set Stream has no length; use a map-style "
+        "dataset (datasets.Dataset or hfkd.data.DecodedImageDataset)"
+    )
+
+
+REFUSAL = (
+    "crd needs the training set prepared by CRD.prepare_train_dataset (batches with index and contrast_index, and its "
+    "size for the memory bank); pass the training set to DistillationTrainer"
+)
+
+
+def test_build_refuses_each_missing_piece_in_one_sentence(learnable_data):
+    train = ContrastiveDataset(learnable_data[0], nce_k=16)
+    batch = train.__getitems__(list(range(4)))
+    student, teacher = create_model("resnet8", num_classes=4), create_model("resnet8", num_classes=4)
+    config = SimpleNamespace(crd_feat_dim=8, crd_nce_t=0.07, crd_nce_m=0.5)
+    no_contrast = {k: v for k, v in batch.items() if k != "contrast_index"}
+    for example, dataset in ((batch, None), (None, train), (no_contrast, train)):
+        with pytest.raises(RecipeError) as refused:
+            CRD.build(student, teacher, config, example, train_dataset=dataset)
+        assert str(refused.value) == REFUSAL
+    assert CRD.build(student, teacher, config, batch, train_dataset=train).contrast.n_data == len(train)
+
+
+def test_prepare_train_dataset_passes_k_mode_and_seed_from_the_recipe(learnable_data):
+    config = SimpleNamespace(crd_nce_k=10, crd_mode="relax", seed=3)
+    wrapped = CRD.prepare_train_dataset(learnable_data[0], config)
+    assert (wrapped.nce_k, wrapped.sampler.mode, wrapped.seed) == (10, "relax", 3)
+    assert wrapped.dataset is learnable_data[0]
+    # a second preparation wraps the original dataset again, not the wrapper
+    assert CRD.prepare_train_dataset(wrapped, config).dataset is learnable_data[0]
