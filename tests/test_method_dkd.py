@@ -123,3 +123,24 @@ def test_end_to_end_run_lowers_the_dkd_term(tmp_path):
 def test_class_count_mismatch_is_rejected_before_training(tmp_path):
     with pytest.raises(IncompatibleSetupError, match="the teacher predicts 10 classes but the student 4"):
         tiny_trainer(tmp_path, "dkd", teacher_classes=10)
+
+
+def test_no_warmup_means_the_full_term_from_the_first_epoch():
+    from hfkd.methods.dkd import dkd_warmup_factor
+
+    tckd, nckd = hand_tckd_nckd(STUDENT, TEACHER, LABELS, 4.0)
+    value = dkd_term(DKD(alpha=1.0, beta=8.0, temperature=4.0, warmup_epochs=0), epoch=1)
+    assert value.item() == pytest.approx(tckd + 8.0 * nckd, rel=1e-5)
+    assert [dkd_warmup_factor(e, 0) for e in (1, 5)] == [1.0, 1.0]
+    assert [dkd_warmup_factor(e, 4) for e in (1, 2, 4, 9)] == [0.25, 0.5, 1.0, 1.0]
+
+
+@pytest.mark.parametrize("standardize", [False, True])
+def test_the_div_terms_logits_are_standardised_exactly_when_asked(standardize):
+    from hfkd.methods.components.logit_transforms import standardize_logits
+
+    s, t = torch.tensor(STUDENT), torch.tensor(TEACHER)
+    got_s, got_t = DKD(logit_standardization=standardize).kd_logits(s, t)
+    want_s, want_t = (standardize_logits(s), standardize_logits(t)) if standardize else (s, t)
+    assert torch.equal(got_s, want_s) and torch.equal(got_t, want_t)
+    assert not torch.equal(standardize_logits(s), s)

@@ -118,3 +118,56 @@ def test_the_imagenet_alpha_schedule_sets_cls_and_div_per_epoch(tmp_path):
     with pytest.raises(RecipeError, match="needs one value more than spherical_alpha_epochs"):
         build_method("spherical", None, None, method_config(tmp_path, spherical_alphas=[0.9, 0.5],
                                                             spherical_alpha_epochs=[60, 80]), None)
+
+
+def test_the_layer_norm_epsilon_is_1e_7_where_the_variance_is_that_small():
+    # variance 1.875e-7: torch's default eps 1e-5 would dominate it
+    row = [0.0, 1e-3, 0.0, 0.0]
+    got = spherical_logits(torch.tensor([row], dtype=torch.float64), 1.0)[0].tolist()
+    assert got == pytest.approx(hand_ln(row, 1.0), rel=1e-4)
+
+
+def test_the_paper_multiplier_is_the_default():
+    assert SphericalKD().multiplier == 2.0 and SphericalKD().alphas is None
+
+
+@pytest.mark.parametrize(("values", "sentence"), [
+    (dict(spherical_alpha_epochs=[60]), "spherical_alpha_epochs needs spherical_alphas (one alpha more than epochs)"),
+    (dict(spherical_alphas=[0.9], spherical_alpha_epochs=[60]),
+     "spherical_alphas needs one value more than spherical_alpha_epochs, got [0.9] and [60]"),
+    (dict(spherical_alphas=[0.9, 1.5], spherical_alpha_epochs=[60]),
+     "spherical_alphas must lie in [0, 1] and spherical_alpha_epochs increase, got [0.9, 1.5] and [60]"),
+    (dict(spherical_alphas=[-0.1, 0.5], spherical_alpha_epochs=[60]),
+     "spherical_alphas must lie in [0, 1] and spherical_alpha_epochs increase, got [-0.1, 0.5] and [60]"),
+    (dict(spherical_alphas=[0.9, 0.5, 0.1], spherical_alpha_epochs=[80, 60]),
+     "spherical_alphas must lie in [0, 1] and spherical_alpha_epochs increase, got [0.9, 0.5, 0.1] and [80, 60]"),
+    (dict(spherical_alphas=[0.9], cls=0.5),
+     "spherical_alphas sets cls = 1 - alpha and div = alpha each epoch; leave cls and div unset"),
+    (dict(spherical_alphas=[0.9], div=0.5),
+     "spherical_alphas sets cls = 1 - alpha and div = alpha each epoch; leave cls and div unset"),
+])
+def test_a_bad_alpha_schedule_is_refused_in_one_sentence(tmp_path, values, sentence):
+    from types import SimpleNamespace
+
+    config = SimpleNamespace(spherical_multiplier=2.0, **{"spherical_alphas": None, "cls": None, "div": None, **values})
+    for check in (lambda: SphericalKD.default_weights(config), lambda: SphericalKD.build(None, None, config, None)):
+        with pytest.raises(RecipeError) as refused:
+            check()
+        assert str(refused.value) == sentence
+
+
+def test_alphas_0_and_1_are_allowed_and_set_cls_and_div_with_beta_0():
+    config = method_config(None, method="spherical", spherical_alphas=[1.0, 0.0], spherical_alpha_epochs=[3])
+    assert SphericalKD.default_weights(config) == (0.0, 1.0, 0.0)
+    method = SphericalKD.build(None, None, config, None)
+    assert (method.alphas, method.alpha_epochs) == ([1.0, 0.0], [3])
+    assert [method.alpha_at(e) for e in (1, 3, 4)] == [1.0, 1.0, 0.0]
+
+
+def test_a_config_without_the_schedule_settings_builds_with_the_class_defaults():
+    from types import SimpleNamespace
+
+    config = SimpleNamespace(spherical_multiplier=3.0)  # only what build needs
+    method = SphericalKD.build(None, None, config, None)
+    assert (method.multiplier, method.alphas, method.alpha_epochs) == (3.0, None, [])
+    assert SphericalKD.default_weights(config) == (1.0, 1.0, 0.0)
