@@ -72,3 +72,10 @@ def test_pkt_trains_end_to_end(tmp_path):
     trainer = tiny_trainer(tmp_path, "pkt")
     assert trainer.model.weights.beta == 30000 and trainer.model.weights.cls == 1 and trainer.model.weights.div == 1
     assert_term_goes_down(trainer, logs_after_training(trainer, "pkt"), "pkt", count=2)
+
+
+def test_a_row_as_short_as_eps_is_halved_not_blown_up():
+    # the reference adds eps to the norm: a row of norm 1e-7 becomes half a unit vector (norm - eps would divide by 0)
+    tiny = [[1e-7, 0.0, 0.0], [0.5, -1.0, 3.0], [2.0, 1.0, 1.0]]
+    loss = pkt_loss(torch.tensor(tiny, dtype=torch.float64), torch.tensor(F_T[:3], dtype=torch.float64))
+    assert loss.item() == pytest.approx(hand_pkt(tiny, F_T[:3]), rel=1e-5)
