@@ -23,6 +23,7 @@ from tests.method_helpers import (
     linear,
     make_method,
     outputs,
+    TokenModel,
     tiny_trainer,
     unit,
 )
@@ -92,6 +93,9 @@ def small_crd() -> CRD:
 def test_contrast_loss_matches_the_formula():
     x = [[0.9, 0.05, 0.2], [0.3, 0.01, 0.6]]
     assert contrast_loss(torch.tensor(x), n_data=10).item() == pytest.approx(hand_nce(x, 10), rel=1e-6)
+    # scores and noise as small as eps (K P_n = 1e-7): the reference's + eps keeps every log finite
+    tiny = [[1e-7, 0.0]]
+    assert contrast_loss(torch.tensor(tiny), n_data=10**7).item() == pytest.approx(hand_nce(tiny, 10**7), rel=1e-5)
 
 
 def test_two_steps_match_the_reference_computation_and_z_stays_fixed():
@@ -263,3 +267,11 @@ def test_prepare_train_dataset_passes_k_mode_and_seed_from_the_recipe(learnable_
     assert wrapped.dataset is learnable_data[0]
     # a second preparation wraps the original dataset again, not the wrapper
     assert CRD.prepare_train_dataset(wrapped, config).dataset is learnable_data[0]
+
+
+def test_build_sizes_from_the_example_batch_a_model_that_declares_no_input_size(learnable_data):
+    train = ContrastiveDataset(learnable_data[0], nce_k=16)
+    batch = train.__getitems__(list(range(4)))
+    config = SimpleNamespace(crd_feat_dim=8, crd_nce_t=0.07, crd_nce_m=0.5)
+    method = CRD.build(TokenModel(), TokenModel(), config, batch, train_dataset=train)  # pooled width 16
+    assert method.embed_s.linear.weight.shape == (8, 16) and method.embed_t.linear.weight.shape == (8, 16)

@@ -94,3 +94,44 @@ def test_bibtex_of_an_arxiv_paper_and_a_key_from_the_first_title_word_letters_on
     # anything but lower-case letters
     paper = Paper("Self-Distillation: Towards Efficient", "Linfeng van Zhang and Anni Other", "CVPR", 2019, "u")
     assert paper.bibtex().startswith("@inproceedings{zhang2019selfdistillation,\n")
+
+
+USE_A_DEIT = (
+    "use a DeiT with a distillation token as the student (transformers' DeiTForImageClassificationWithTeacher), e.g. "
+    "facebook/deit-tiny-distilled-patch16-224 or a folder whose config.json is a DeiTConfig with architectures "
+    '["DeiTForImageClassificationWithTeacher"]'
+)
+
+
+def test_a_student_without_the_methods_heads_is_named_with_the_heads_it_has():
+    from hfkd.errors import IncompatibleSetupError
+    from hfkd.methods import require_student_heads
+    from hfkd.methods.deit import DeiT
+    from hfkd.models import create_model
+
+    with pytest.raises(IncompatibleSetupError) as refused:
+        require_student_heads(DeiT, create_model("resnet8", num_classes=4))  # named by its source, one head
+    assert str(refused.value) == (
+        "method 'deit' trains the student's 'cls' and 'distillation' heads, but the student 'resnet8' has a single "
+        f"head; {USE_A_DEIT}"
+    )
+
+    class OneExtraHead(torch.nn.Module):  # no provenance: named by its class
+        head_names = ("cls", "aux")
+
+    with pytest.raises(IncompatibleSetupError) as refused:
+        require_student_heads(DeiT, OneExtraHead())
+    assert str(refused.value) == (
+        "method 'deit' trains the student's 'cls' and 'distillation' heads, but the student OneExtraHead has only the "
+        f"heads 'cls', 'aux'; {USE_A_DEIT}"
+    )
+    OneExtraHead.head_names = ("distillation", "cls")
+    assert require_student_heads(DeiT, OneExtraHead()) is None
+    assert require_student_heads(KD, torch.nn.Linear(1, 1)) is None  # a method that reads no named head
+
+
+def test_deit_distils_hard_by_default():
+    from hfkd.methods.deit import DeiT
+
+    # Touvron et al. 2021, Table 3: hard distillation is the better of the two on ImageNet
+    assert DeiT().mode == "hard" and repr(DeiT()) == "DeiT(mode=hard)"
