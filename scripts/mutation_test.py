@@ -40,10 +40,21 @@ TESTS = {
                                   "tests/test_method_pkt.py", "tests/test_method_rkd.py", "tests/test_method_sp.py",
                                   "tests/test_method_srrl.py", "tests/test_method_crd.py", "-k", "not end_to_end"],
     "hfkd/methods/crd.py": ["tests/test_method_crd.py"],
+    # every method file and component at once; mutmut runs, per mutant, only the tests that reach its function
+    "hfkd/methods/*": ["tests/test_feature_layout.py", "tests/test_loss.py", "tests/test_distillation_model.py",
+                       "tests/test_method_registry.py",
+                       *(f"tests/test_method_{name}.py" for name in (
+                           "at", "cc", "crd", "deit", "dist", "dkd", "fitnet", "logit_std", "nst", "pkt", "rkd",
+                           "semckd", "simkd", "sp", "spherical", "srrl", "vid")),
+                       "-k", "not end_to_end"],
     "hfkd/distillation_model.py": ["tests/test_distillation_model.py", "tests/test_loss.py", "tests/test_method_dkd.py",
                                    "tests/test_method_simkd.py", "tests/test_method_deit.py",
                                    "tests/test_method_spherical.py"],
-    "hfkd/export.py": ["tests/test_method_simkd.py", "tests/test_timm_export.py", "tests/test_model_sources.py"],
+    # the export's training-run tests (test_timm_export.py, test_method_simkd.py's end-to-end one) take minutes per
+    # mutant; test_export.py checks every format on untrained students
+    "hfkd/export.py": ["tests/test_export.py", "tests/test_model_sources.py", "tests/test_method_simkd.py",
+                       "tests/test_timm_export.py::test_channels_last_student_exports_contiguous_weights_and_stays_"
+                       "channels_last", "-k", "not end_to_end"],
 }
 
 

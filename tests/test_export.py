@@ -94,6 +94,27 @@ def test_simkd_exports_its_head_and_a_student_loaded_from_that_export_keeps_it(t
     assert torch.allclose(predictions(reloaded_again, PIXELS), expected, atol=1e-5)
 
 
+@pytest.mark.parametrize("kind", ["timm", "transformers"])
+def test_simkd_on_a_timm_or_transformers_student_exports_the_architecture_and_the_head(tmp_path, kind):
+    name = "test_efficientnet" if kind == "timm" else str(tiny_resnet_dir(tmp_path))
+    model = distillation_model(create_model(name, num_classes=3), "simkd")
+    assert export_format(model) == HFKD_FORMAT  # the head needs hfkd's model class
+    export_student(model, tmp_path / "simkd", NAMES)
+    reloaded = AutoModelForImageClassification.from_pretrained(tmp_path / "simkd")
+    assert torch.allclose(predictions(reloaded, PIXELS), predictions(model, PIXELS), atol=1e-5)
+
+
+def test_a_zoo_student_loaded_from_an_export_without_a_head_stays_in_the_hfkd_format(tmp_path):
+    model = distillation_model(create_model("resnet8", num_classes=3))
+    export_student(model, tmp_path / "first", NAMES)
+    again = DistillationModel(create_model(str(tmp_path / "first")), None, LossWeights())
+    assert isinstance(again.student, HfkdForImageClassification) and again.student.head is None
+    assert export_format(again) == HFKD_FORMAT  # not timm: the wrapped model is a zoo model
+    export_student(again, tmp_path / "second", NAMES)
+    reloaded = AutoModelForImageClassification.from_pretrained(tmp_path / "second")
+    assert torch.equal(predictions(reloaded, PIXELS), predictions(model, PIXELS))
+
+
 def test_a_timm_student_exports_as_a_timm_checkpoint(tmp_path):
     model = distillation_model(create_model("test_efficientnet", num_classes=3))
     assert export_format(model) == NATIVE_TIMM
@@ -106,6 +127,8 @@ def test_a_timm_student_exports_as_a_timm_checkpoint(tmp_path):
     cfg = config["pretrained_cfg"]
     assert (cfg["input_size"], cfg["crop_pct"], cfg["crop_mode"]) == ([3, 40, 40], 1.0, "squash")
     assert not (tmp_path / "plain" / "preprocessor_config.json").exists()
+    # safetensors, not timm's default pickle
+    assert {p.name for p in (tmp_path / "plain").iterdir()} == {"config.json", "model.safetensors"}
     loaded = timm.create_model(f"local-dir:{tmp_path / 'plain'}", pretrained=True).eval()
     with torch.no_grad():
         assert torch.equal(loaded(PIXELS), predictions(model, PIXELS))
