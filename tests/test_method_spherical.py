@@ -171,3 +171,6 @@ def test_a_config_without_the_schedule_settings_builds_with_the_class_defaults()
     method = SphericalKD.build(None, None, config, None)
     assert (method.multiplier, method.alphas, method.alpha_epochs) == (3.0, None, [])
     assert SphericalKD.default_weights(config) == (1.0, 1.0, 0.0)
+    scheduled = SimpleNamespace(spherical_multiplier=3.0, spherical_alphas=[0.9])  # no cls / div / epochs either
+    assert SphericalKD.default_weights(scheduled) == pytest.approx((0.1, 0.9, 0.0))
+    assert SphericalKD.build(None, None, scheduled, None).alphas == [0.9]
