@@ -98,6 +98,29 @@ class TokenModel(nn.Module):
         return ClassifierOutput(logits=self.classifier(pooled), feats=feats)
 
 
+class ShapeModel(nn.Module):
+    """Returns random features of the given per-sample shapes (for set-ups no zoo model produces).
+
+    It declares no input size unless ``input_size`` (a model attribute, as the zoo's) or ``pretrained_cfg`` (timm's
+    dict) is given.
+    """
+
+    def __init__(self, shapes: list[tuple[int, ...]], num_classes: int = 4, input_size=None,
+                 pretrained_cfg=None) -> None:
+        super().__init__()
+        self.shapes = shapes
+        self.classifier = nn.Linear(shapes[-1][0], num_classes)
+        self.num_classes = num_classes
+        if input_size is not None:
+            self.input_size = input_size
+        if pretrained_cfg is not None:
+            self.pretrained_cfg = pretrained_cfg
+
+    def forward(self, pixel_values: torch.Tensor, return_features: bool = False) -> ClassifierOutput:
+        feats = [torch.randn(pixel_values.shape[0], *shape) for shape in self.shapes]
+        return ClassifierOutput(logits=self.classifier(feats[-1]), feats=feats if return_features else None)
+
+
 class HeadSwap(nn.Module):
     """A zoo model whose ``classifier`` is replaced (to build teachers whose head is not one Linear on pooled)."""
 

@@ -66,3 +66,38 @@ def test_at_trains_and_its_term_goes_down(tmp_path):
 
 def test_at_needs_feature_maps():
     assert_needs_feature_maps("at", "student", r"^at needs the stage maps feats\[1:-1\] of the student to be ")
+
+
+def test_a_near_zero_map_is_divided_by_f_normalize_eps_not_by_its_norm():
+    """Activations of about 1e-7: mean_c(f^2) is about 2e-14 per position and its L2 norm below F.normalize's eps
+    (1e-12), so the map is divided by 1e-12 and its scale shows (the mean over C, not a sum or a mean over H)."""
+    from hfkd.methods.at import attention_map
+
+    g = torch.Generator().manual_seed(1)
+    s = (torch.rand(2, 4, 2, 3, generator=g) + 1.0) * 1e-7  # C = 4, H = 2, W = 3
+    t = torch.randn(2, 6, 2, 3, generator=g)
+
+    def hand(f: np.ndarray) -> np.ndarray:
+        rows = []
+        for sample in f:
+            a = np.array([sum(sample[c, y, x] ** 2 for c in range(f.shape[1])) / f.shape[1]
+                          for y in range(f.shape[2]) for x in range(f.shape[3])])
+            rows.append(a / max(np.sqrt((a**2).sum()), 1e-12))
+        return np.stack(rows)
+
+    expected_s = hand(numpy(s))
+    assert np.sqrt((expected_s**2).sum(axis=1)).max() < 0.1  # clamped: far from unit rows
+    np.testing.assert_allclose(numpy(attention_map(s)), expected_s, rtol=1e-5)
+    loss = AT()(outputs([s, s, s.mean((2, 3))]), outputs([t, t, t.mean((2, 3))]), {})["at"]
+    assert loss.item() == pytest.approx(float(((expected_s - hand(numpy(t))) ** 2).mean()), rel=1e-5)
+
+
+def test_bf16_maps_give_an_fp32_loss_without_autocast():
+    """A bf16 model (no autocast) hands AT bf16 maps: the channel norm accumulates and returns fp32, so the loss is
+    the fp32 value of the bf16 maps."""
+    g = torch.Generator().manual_seed(2)
+    s, t = torch.randn(2, 3, 4, 4, generator=g).bfloat16(), torch.randn(2, 5, 4, 4, generator=g).bfloat16()
+    loss = AT()(outputs([s, s, s.float().mean((2, 3))]), outputs([t, t, t.float().mean((2, 3))]), {})["at"]
+    assert loss.dtype == torch.float32
+    expected = ((hand_attention(numpy(s)) - hand_attention(numpy(t))) ** 2).mean()
+    assert loss.item() == pytest.approx(float(expected), rel=1e-5)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from hfkd.methods import build_method
 from hfkd.methods.cc import CC, cc_loss
 
 from tests.method_helpers import (
@@ -14,8 +15,11 @@ from tests.method_helpers import (
     dot,
     linear,
     logs_after_training,
+    make_method,
+    method_config,
     model_gradient_run,
     outputs,
+    ShapeModel,
     tiny_trainer,
 )
 
@@ -58,3 +62,23 @@ def test_cc_trains_end_to_end(tmp_path):
     trainer = tiny_trainer(tmp_path, "cc")
     assert (trainer.model.weights.cls, trainer.model.weights.div, trainer.model.weights.beta) == (1, 1, 0.02)
     assert_term_goes_down(trainer, logs_after_training(trainer, "cc"), "cc", count=2)
+
+
+def test_two_examples_are_one_consecutive_pair():
+    delta = [[0.5, 3.0, 0.5], [1.0, 0.0, 2.0]]  # |E_S - E_T| of the first two rows, by hand
+    assert cc_loss(torch.tensor(E_S[:2]), torch.tensor(E_T[:2])).item() == pytest.approx(dot(*delta), rel=1e-6)
+    assert dot(*delta) == pytest.approx(1.5)
+
+
+def test_build_sizes_the_embeddings_from_the_batch_for_models_declaring_no_input_size():
+    student, teacher = ShapeModel([(3, 4, 4), (5, 2, 2), (7,)]), ShapeModel([(3, 4, 4), (6, 2, 2), (9,)])
+    method = make_method("cc", student, teacher, {"pixel_values": torch.randn(2, 3, 4, 4)})
+    # the pooled widths 7 and 9 embedded to RepDistiller's --feat_dim 128
+    assert method.embed_s.linear.weight.shape == (128, 7) and method.embed_t.linear.weight.shape == (128, 9)
+
+
+def test_build_without_a_batch_probes_each_model_at_its_declared_input_size():
+    student = ShapeModel([(3, 4, 4), (5, 2, 2), (7,)], input_size=(3, 4, 4))
+    teacher = ShapeModel([(3, 4, 4), (6, 2, 2), (9,)], pretrained_cfg={"input_size": (3, 6, 6)})
+    method = build_method("cc", student, teacher, method_config(), None)
+    assert method.embed_s.linear.weight.shape == (128, 7) and method.embed_t.linear.weight.shape == (128, 9)

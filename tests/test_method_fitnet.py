@@ -10,7 +10,6 @@ from torch import nn
 from hfkd.errors import IncompatibleSetupError, RecipeError
 from hfkd.methods import METHODS, build_method
 from hfkd.methods.fitnet import ConvReg, FitNet
-from hfkd.models import ClassifierOutput
 
 from tests.method_helpers import (
     assert_gradients,
@@ -23,23 +22,11 @@ from tests.method_helpers import (
     method_config,
     numpy,
     outputs,
+    ShapeModel,
+    TokenModel,
     train_and_logs,
     zoo_model,
 )
-
-
-class ShapeModel(nn.Module):
-    """Returns random features of the given per-sample shapes (for set-ups no zoo model produces)."""
-
-    def __init__(self, shapes: list[tuple[int, ...]], num_classes: int = 4) -> None:
-        super().__init__()
-        self.shapes = shapes
-        self.classifier = nn.Linear(shapes[-1][0], num_classes)
-        self.num_classes = num_classes
-
-    def forward(self, pixel_values: torch.Tensor, return_features: bool = False) -> ClassifierOutput:
-        feats = [torch.randn(pixel_values.shape[0], *shape) for shape in self.shapes]
-        return ClassifierOutput(logits=self.classifier(feats[-1]), feats=feats if return_features else None)
 
 
 # ---- defaults -------------------------------------------------------------------------------------------------
@@ -203,3 +190,21 @@ def test_fitnet_rejects_maps_it_cannot_regress_onto_each_other():
 def test_fitnet_builds_without_an_example_batch_from_the_declared_input_size():
     method = build_method("fitnet", zoo_model("vgg8"), zoo_model("resnet32x4"), method_config(), None)
     assert isinstance(method.regressor.conv, nn.ConvTranspose2d)
+
+
+def test_hint_layer_0_is_the_stem_map():
+    # feats[0] of resnet8x4 and resnet32x4 is the stem's (32, 32, 32) map: equal sizes, a 1x1 conv 32 -> 32
+    method = build_fitnet("resnet8x4", "resnet32x4", hint_layer=0)
+    assert method.hint_layer == 0
+    conv = method.regressor.conv
+    assert type(conv) is nn.Conv2d and conv.kernel_size == (1, 1)
+    assert (conv.in_channels, conv.out_channels) == (32, 32)
+
+
+def test_fitnet_refuses_a_token_student_in_one_sentence():
+    with pytest.raises(IncompatibleSetupError) as err:
+        make_method("fitnet", TokenModel(), zoo_model("resnet8"))
+    assert str(err.value) == (
+        "fitnet needs the hint feats[1] of the student to be feature maps [C, H, W], but they have shapes [(4, 16)]; "
+        "use a convolutional student or a method that reads pooled features or logits (kd, crd, rkd, pkt, dist)"
+    )

@@ -186,3 +186,49 @@ def test_a_channel_whose_norm_is_clamped_gets_the_reference_gradient():
     others = [0, 1, 3, 4, 5]
     scale = ref[:, others].abs().max().item()
     torch.testing.assert_close(grad[:, others], ref[:, others], rtol=1e-4, atol=1e-5 * scale)
+
+
+@pytest.mark.parametrize(
+    "positions, c_s, c_t",
+    [(1, 2, 2), (3, 2, 2), (4, 2, 2), (2, 3, 1), (5, 3, 4), (4, 12, 10), (16, 6, 5), (64, 256, 256), (3, 1, 1)],
+)
+def test_the_position_grams_are_chosen_exactly_when_they_are_less_matmul_work(positions, c_s, c_t):
+    """Multiply-adds counted with loops: two [P, P] Grams over C_s and C_t channels against the three [C, C]
+    channel kernels over P positions; (3, 2, 2) is a tie (24 each), where the channel kernels are kept."""
+    grams = sum(c for _ in range(positions) for _ in range(positions) for c in (c_s, c_t))
+    kernels = sum(positions for rows, cols in ((c_s, c_s), (c_t, c_t), (c_s, c_t)) for _ in range(rows * cols))
+    from hfkd.methods.nst import uses_position_grams
+
+    assert uses_position_grams(positions, c_s, c_t) is (grams < kernels)
+
+
+@pytest.mark.parametrize(
+    "student_shape, teacher_shape, kernel_shapes",
+    [((3, 12, 2, 2), (3, 10, 2, 2), [(3, 4, 4), (3, 4, 4)]), ((3, 6, 4, 4), (3, 5, 4, 4), [(3, 6, 6), (3, 6, 5)])],
+)
+def test_the_forward_keeps_the_kernels_of_the_cheaper_form_for_the_backward(student_shape, teacher_shape,
+                                                                             kernel_shapes):
+    """4 positions and 12 + 10 channels: the [P, P] position Grams of A and B; 16 positions and 6 + 5 channels: the
+    channel kernels A A^T [C_s, C_s] and A B^T [C_s, C_t]. The backward reads what the forward chose."""
+    from hfkd.methods.nst import nst_loss
+
+    g = torch.Generator().manual_seed(8)
+    s = torch.randn(student_shape, generator=g).requires_grad_(True)
+    t = torch.randn(teacher_shape, generator=g)
+    loss = nst_loss(s, t)
+    assert [tuple(k.shape) for k in loss.grad_fn.saved_tensors[-2:]] == kernel_shapes
+    assert loss.item() == pytest.approx(op_by_op_nst(s, t).item(), rel=1e-5)
+
+
+def test_as_map_gives_the_vectors_back_as_the_map_in_its_dtype_and_layout():
+    from hfkd.methods.components.memory_layout import spatial_vectors
+    from hfkd.methods.nst import as_map
+
+    g = torch.Generator().manual_seed(10)
+    x = torch.randn(2, 3, 2, 4, generator=g)
+    for fmt in (torch.contiguous_format, torch.channels_last):
+        stored = x.contiguous(memory_format=fmt)
+        back = as_map(spatial_vectors(stored).float(), stored.shape, torch.bfloat16)
+        assert back.dtype == torch.bfloat16 and back.shape == (2, 3, 2, 4)
+        assert back.is_contiguous(memory_format=fmt)
+        torch.testing.assert_close(back, x.bfloat16(), rtol=0, atol=0)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from hfkd.errors import IncompatibleSetupError
 from hfkd.methods import METHODS
 from hfkd.methods.sp import SP
 
@@ -16,9 +17,13 @@ from tests.method_helpers import (
     assert_term_goes_down,
     default_weights,
     gradient_run,
+    make_method,
     numpy,
     outputs,
+    ShapeModel,
+    TokenModel,
     train_and_logs,
+    zoo_model,
 )
 
 
@@ -66,3 +71,21 @@ def test_sp_needs_feature_maps():
 def test_sp_gram_is_fp32_under_autocast():
     """The Gram matrix runs with autocast off, so bf16 autocast gives the fp32 value of the (bf16) features."""
     assert_map_method_fp32_under_autocast(SP, "sp", seed=6)
+
+
+def test_sp_refuses_a_token_student_in_one_sentence():
+    with pytest.raises(IncompatibleSetupError) as err:
+        make_method("sp", TokenModel(), zoo_model("resnet8"))
+    assert str(err.value) == (
+        "sp needs the last stage map feats[-2] of the student to be feature maps [C, H, W], but they have shapes "
+        "[(4, 16)]; use a convolutional student or a method that reads pooled features or logits "
+        "(kd, crd, rkd, pkt, dist)"
+    )
+
+
+def test_sp_builds_from_the_batch_for_a_student_declaring_no_input_size():
+    """The example batch, not a declared input size, is what the models are probed with."""
+    student = ShapeModel([(3, 8, 8), (6, 4, 4), (6,)])
+    assert not hasattr(student, "input_size") and not hasattr(student, "pretrained_cfg")
+    assert isinstance(make_method("sp", student, zoo_model("resnet8"), {"pixel_values": torch.randn(2, 3, 32, 32)}),
+                      SP)

@@ -117,3 +117,16 @@ def test_vid_trains_and_its_term_goes_down(tmp_path):
 
 def test_vid_needs_feature_maps():
     assert_needs_feature_maps("vid", "student", r"^vid needs the stage maps feats\[1:-1\] of the student")
+
+
+def test_variance_is_shaped_to_broadcast_over_a_map():
+    """softplus(log_scale) + eps per channel as [1, C_t, 1, 1]: log_scale 0 gives log 2 + 1e-5 (eps, RepDistiller's
+    VIDLoss default)."""
+    loss = VIDLoss(3, 4, 4)
+    with torch.no_grad():
+        loss.log_scale.copy_(torch.tensor([0.0, 1.0, -1.0, 2.0]))
+    variance = loss.variance()
+    assert variance.shape == (1, 4, 1, 1) and variance.dtype == torch.float32
+    expected = [math.log1p(math.exp(v)) + 1e-5 for v in (0.0, 1.0, -1.0, 2.0)]
+    assert variance.flatten().tolist() == pytest.approx(expected, rel=1e-6)
+    assert (torch.zeros(2, 4, 3, 5) + variance).shape == (2, 4, 3, 5)
