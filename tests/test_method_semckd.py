@@ -7,22 +7,26 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
-from hfkd.errors import IncompatibleSetupError
-from hfkd.methods import METHODS
+from hfkd.errors import IncompatibleSetupError, RecipeError
+from hfkd.methods import METHODS, build_method
 from hfkd.methods.semckd import SemCKD
-from hfkd.models import create_model
+from hfkd.models import ClassifierOutput, create_model
 
 from tests.conftest import learnable_datasets
 from tests.method_helpers import (
+    TokenModel,
     assert_falls,
     assert_gradients,
     assert_needs_feature_maps,
     block_mean,
     default_weights,
+    example,
     gradient_run,
     logs_after_training,
     make_method,
+    method_config,
     np_bn,
     np_conv,
     numpy,
@@ -49,8 +53,9 @@ def np_proj(x: np.ndarray, state: dict, prefix: str) -> np.ndarray:
     return np_conv(x, numpy(state[prefix + "6.weight"]), 0)
 
 
-def np_semckd(student_maps, teacher_maps, state: dict, batch_size: int) -> float:
-    """sum_{b,i,j} alpha[b,i,j] * mean_{C,H,W}(value - target)^2 / (B' * s_len), with zero-padded similarity rows."""
+def np_semckd(student_maps, teacher_maps, state: dict, batch_size: int, soft: float = 1.0) -> float:
+    """sum_{b,i,j} alpha[b,i,j] * mean_{C,H,W}(value - target)^2 / (B' * s_len), with zero-padded similarity rows and
+    alpha[b,i,:] = softmax_j(<q_i[b], k_j[b]> / soft)."""
     fs, ft = [numpy(f) for f in student_maps], [numpy(f) for f in teacher_maps]
     real = fs[0].shape[0]
 
@@ -71,7 +76,7 @@ def np_semckd(student_maps, teacher_maps, state: dict, batch_size: int) -> float
             value = np_proj(source, state, f"regressor.{i}.{j}.regressor.")
             per_pair.append(((value - target) ** 2).reshape(real, -1).mean(axis=1))
         for b in range(real):
-            energy = [float(queries[i][b] @ keys[j][b]) / 1.0 for j in range(len(ft))]  # soft = 1
+            energy = [float(queries[i][b] @ keys[j][b]) / soft for j in range(len(ft))]
             weights = np.exp(energy) / np.exp(energy).sum()
             total += sum(weights[j] * per_pair[j][b] for j in range(len(ft)))
     return total / (real * len(fs))
@@ -179,3 +184,109 @@ def test_training_run_with_partial_last_batch_lowers_loss(tmp_path):
     assert trainer.state.global_step == 8  # the partial batch was trained, not dropped
     assert_falls(logs, "loss_semckd", count=2)
     assert_falls(logs, "loss", count=2)
+
+
+# ---- mutation survivors (issue 21): soft, one stage map, build inputs and whole refusal sentences ----------------
+
+
+@pytest.mark.parametrize(
+    "student_count, soft",
+    [
+        (1, 1.0),  # one student stage map (a one-stage student): s_len = 1
+        (2, 0.5),  # a temperature other than the reference's default soft = 1 (SimKD's train_student.py, -s 1.0)
+    ],
+)
+def test_loss_matches_numpy_loop_for_one_student_map_and_another_soft(student_count, soft):
+    torch.manual_seed(0)
+    method = SemCKD(8, student_channels=[2, 3][:student_count], teacher_channels=[2, 3, 2], soft=soft)
+    randomize_batchnorm(method)
+    method.train()
+    student, teacher = small_maps(6)
+    student = student[:student_count]
+    state = {k: v.clone() for k, v in method.state_dict().items()}
+    loss = method(outputs(with_ends(student)), outputs(with_ends(teacher)), {})["semckd"]
+    expected = np_semckd(student, teacher, state, batch_size=8, soft=soft)
+    assert loss.item() == pytest.approx(expected, rel=1e-5)
+
+
+def module_shapes(method) -> dict[str, tuple]:
+    return {k: tuple(v.shape) for k, v in method.state_dict().items()}
+
+
+def test_build_without_example_batch_probes_the_students_input_size():
+    # an evaluation-only trainer has no example batch: zeros at the student's declared 3 x 32 x 32 size stand in
+    student, teacher = create_model("resnet8", num_classes=4), create_model("resnet8x4", num_classes=4)
+    config = method_config(per_device_train_batch_size=8)
+    without = build_method("semckd", student, teacher, config, None)
+    with_batch = build_method("semckd", student, teacher, config, example())
+    assert module_shapes(without) == module_shapes(with_batch)
+    assert (len(without.query), len(without.key)) == (3, 3)
+    assert without.regressor[2][2].regressor[0].weight.shape == (512, 64, 1, 1)  # C_s 64 -> 2 * C_t 256
+
+
+def test_build_uses_the_example_batch_for_a_student_without_input_size():
+    student, teacher = create_model("resnet8", num_classes=4), create_model("resnet8", num_classes=4)
+    student.input_size = None  # declares no input size: only the example batch can size the modules
+    method = make_method("semckd", student, teacher, per_device_train_batch_size=8)
+    assert module_shapes(method) == module_shapes(SemCKD(8, [16, 32, 64], [16, 32, 64]))
+    with pytest.raises(RecipeError) as err:
+        build_method("semckd", student, teacher, method_config(), None)
+    assert str(err.value) == (
+        "semckd sizes its modules from a training batch, but the trainer was given no train_dataset and the student "
+        "declares no input size; pass train_dataset"
+    )
+
+
+@pytest.mark.parametrize("token_side", ["student", "teacher"])
+def test_token_features_are_refused_in_one_whole_sentence(token_side):
+    zoo = create_model("resnet8", num_classes=4)
+    student, teacher = (TokenModel(), zoo) if token_side == "student" else (zoo, TokenModel())
+    with pytest.raises(IncompatibleSetupError) as err:
+        make_method("semckd", student, teacher)
+    # TokenModel's feats[1:-1] are two [4, 16] token sequences
+    assert str(err.value) == (
+        f"semckd needs the stage outputs feats[1:-1] of the {token_side} to be feature maps [C, H, W], but they have "
+        f"shapes [(4, 16), (4, 16)]; use a convolutional {token_side} or a method that reads pooled features or "
+        f"logits (kd, crd, rkd, pkt, dist)"
+    )
+
+
+class StemOnly(nn.Module):
+    """A model whose feature list is ``[f0, pooled]``: a stem map and no stage maps feats[1:-1]."""
+
+    input_size = (3, 32, 32)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 4, kernel_size=3, padding=1)
+        self.classifier = nn.Linear(4, 4)
+
+    def forward(self, pixel_values: torch.Tensor, return_features: bool = False) -> ClassifierOutput:
+        f0 = torch.relu(self.stem(pixel_values))
+        pooled = f0.mean((2, 3))
+        return ClassifierOutput(self.classifier(pooled), [f0, pooled] if return_features else None)
+
+
+@pytest.mark.parametrize("stemless_side", ["student", "teacher"])
+def test_one_side_without_stage_maps_is_refused_in_one_whole_sentence(stemless_side):
+    zoo = create_model("resnet8", num_classes=4)
+    student, teacher = (StemOnly(), zoo) if stemless_side == "student" else (zoo, StemOnly())
+    with pytest.raises(IncompatibleSetupError) as err:
+        make_method("semckd", student, teacher)
+    assert str(err.value) == (
+        "semckd needs at least one stage map feats[1:-1] from both the student and the teacher, but one of them has "
+        "none; use models with stage outputs (every CIFAR zoo model) or a logit-based method (kd)"
+    )
+
+
+def test_smallest_batch_size_is_4():
+    # MLPEmbed(B, B // 4) (SimKD's models/util.py SelfA, factor 4): B = 4 gives one-dimensional embeddings
+    student, teacher = create_model("resnet8", num_classes=4), create_model("resnet8", num_classes=4)
+    method = make_method("semckd", student, teacher, per_device_train_batch_size=4)
+    assert method.query[0].linear2.out_features == 1 and method.query[0].linear1.in_features == 4
+    with pytest.raises(IncompatibleSetupError) as err:
+        make_method("semckd", student, teacher, per_device_train_batch_size=3)
+    assert str(err.value) == (
+        "semckd embeds rows of the B x B sample-similarity matrix into B//4 dimensions, so "
+        "per_device_train_batch_size must be at least 4, not 3"
+    )

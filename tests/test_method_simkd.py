@@ -5,7 +5,9 @@ end-to-end run whose export (backbone + projector + teacher head) reproduces the
 from __future__ import annotations
 
 import ast
+import logging
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -16,23 +18,26 @@ from transformers import AutoModelForImageClassification
 
 import hfkd
 from hfkd.distillation_model import DistillationModel, LossWeights
-from hfkd.errors import IncompatibleSetupError
+from hfkd.errors import IncompatibleSetupError, RecipeError
 from hfkd.export import build_export_model
-from hfkd.methods import METHODS
+from hfkd.methods import METHODS, build_method
 from hfkd.methods.simkd import SimKD
-from hfkd.models import HfkdForImageClassification, create_model
+from hfkd.models import ClassifierOutput, HfkdForImageClassification, create_model
 from hfkd.models.simkd_head import SimKDHead
 
 from tests.conftest import learnable_datasets
 from tests.method_helpers import (
     HeadSwap,
+    TokenModel,
     assert_falls,
     assert_gradients,
     assert_needs_feature_maps,
     block_mean,
+    example,
     gradient_run,
     logs_after_training,
     make_method,
+    method_config,
     np_bn,
     np_conv,
     numpy,
@@ -264,3 +269,126 @@ def test_end_to_end_export_reproduces_accuracy_without_teacher(tmp_path, trained
     assert re_export.config.prediction_head == reloaded.config.prediction_head
     with torch.no_grad():
         assert torch.allclose(re_export.eval()(everything["pixel_values"]).logits, logits, atol=1e-5)
+
+
+# ---- mutation survivors (issue 21): build inputs, factor bounds, whole refusal sentences, the pooling warning ----
+
+
+def test_build_without_example_batch_probes_the_students_input_size():
+    # an evaluation-only trainer has no example batch: zeros at the student's declared 3 x 32 x 32 size stand in
+    student, teacher = create_model("resnet8", num_classes=4), create_model("resnet8x4", num_classes=4)
+    method = build_method("simkd", student, teacher, method_config(simkd_factor=4), None)
+    assert method.head.head_config() == {
+        "type": "simkd", "student_channels": 64, "teacher_channels": 256, "num_classes": 4, "factor": 4,
+        "target_size": [8, 8],
+    }
+    student.input_size = None  # and a student that declares none cannot be sized at all
+    with pytest.raises(RecipeError) as err:
+        build_method("simkd", student, teacher, method_config(), None)
+    assert str(err.value) == (
+        "simkd sizes its modules from a training batch, but the trainer was given no train_dataset and the student "
+        "declares no input size; pass train_dataset"
+    )
+
+
+@pytest.mark.parametrize("token_side", ["student", "teacher"])
+def test_token_features_are_refused_in_one_whole_sentence(token_side):
+    zoo = create_model("resnet8", num_classes=4)
+    student, teacher = (TokenModel(), zoo) if token_side == "student" else (zoo, TokenModel())
+    with pytest.raises(IncompatibleSetupError) as err:
+        make_method("simkd", student, teacher)
+    # TokenModel's feats[-2] is a [4, 16] token sequence
+    assert str(err.value) == (
+        f"simkd needs the last stage output feats[-2] of the {token_side} to be feature maps [C, H, W], but they have "
+        f"shapes [(4, 16)]; use a convolutional {token_side} or a method that reads pooled features or logits "
+        f"(kd, crd, rkd, pkt, dist)"
+    )
+
+
+def test_head_refusal_names_simkd_in_its_whole_sentence():
+    mlp_head = nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 4))
+    teacher = HeadSwap(create_model("resnet8", num_classes=4), mlp_head)
+    with pytest.raises(IncompatibleSetupError) as err:
+        make_method("simkd", create_model("resnet8", num_classes=4), teacher)
+    assert str(err.value) == (
+        "simkd reuses the teacher's classifier on student features, so it needs a teacher whose `classifier` is a "
+        "single nn.Linear mapping the pooled feature feats[-1] to the logits, but its classifier Sequential holds 2 "
+        "Linear layers; use a teacher with a linear head (CIFAR zoo models, most timm CNNs) or a method that does not "
+        "reuse it (kd)"
+    )
+
+
+def test_torch_compile_refusal_in_full_and_a_config_without_the_key_builds():
+    student, teacher = create_model("resnet8", num_classes=4), create_model("resnet8", num_classes=4)
+    with pytest.raises(IncompatibleSetupError) as err:
+        make_method("simkd", student, teacher, torch_compile=True, use_cpu=True)
+    assert str(err.value) == (
+        "simkd does not train under torch_compile with this torch (the compiled loss has no gradient, so the "
+        "projector would not learn); set torch_compile: false"
+    )
+    # a config holding only what build reads (no torch_compile key) means "not compiled"
+    method = SimKD.build(student, teacher, SimpleNamespace(simkd_factor=2), example())
+    assert method.head.head_config()["factor"] == 2
+
+
+@pytest.mark.parametrize("factor, bottleneck", [(1, 64), (64, 1)])
+def test_factor_from_1_to_the_teachers_channels_builds(factor, bottleneck):
+    # resnet8's feats[-2] has C_t = 64 channels; the bottleneck is C_t // f (spec 2.9, t_n // factor)
+    student, teacher = create_model("resnet8", num_classes=4), create_model("resnet8", num_classes=4)
+    method = make_method("simkd", student, teacher, simkd_factor=factor)
+    assert method.head.transfer[0].out_channels == bottleneck == method.head.transfer[3].in_channels
+
+
+@pytest.mark.parametrize("factor", [0, 65])
+def test_factor_outside_1_to_the_teachers_channels_is_refused_in_full(factor):
+    student, teacher = create_model("resnet8", num_classes=4), create_model("resnet8", num_classes=4)
+    with pytest.raises(IncompatibleSetupError) as err:  # the recipe's range check already refuses 0; build does too
+        SimKD.build(student, teacher, SimpleNamespace(simkd_factor=factor, torch_compile=False), example())
+    assert str(err.value) == f"simkd_factor {factor} must be between 1 and the teacher's 64 channels of feats[-2]"
+
+
+class PoolTeacher(nn.Module):
+    """A teacher whose last map has values around ``level`` and whose pooled feature is ``scale * mean + shift`` of it;
+    its logits are its Linear on that pooled feature, so it passes the head check."""
+
+    def __init__(self, level: float, scale: float = 1.0, shift: float = 0.0) -> None:
+        super().__init__()
+        self.level, self.scale, self.shift = level, scale, shift
+        self.classifier = nn.Linear(3, 3)
+
+    def forward(self, pixel_values: torch.Tensor, return_features: bool = False) -> ClassifierOutput:
+        last = self.level * (1.5 + torch.tanh(nn.functional.adaptive_avg_pool2d(pixel_values, 2)))  # [B, 3, 2, 2]
+        pooled = last.mean((2, 3)) * self.scale + self.shift
+        return ClassifierOutput(self.classifier(pooled), [pixel_values, last, pooled] if return_features else None)
+
+
+WARNING = (
+    "simkd: the teacher's pooled feature is not the global average of its last map feats[-2], so its classifier is "
+    "reused on a feature it was not trained on"
+)
+
+
+@pytest.mark.parametrize(
+    "level, scale, shift, warned",
+    [
+        (1.0, 1.0, 0.0, False),  # the pooled feature is the spatial mean of each sample's channels
+        (10.0, 1.0 + 5e-4, 0.0, False),  # 0.05 % off, inside the relative tolerance 1e-3
+        (1e-3, 1.0, 5e-5, False),  # 5e-5 off values of 1e-3, inside the absolute tolerance 1e-4
+        (1e-3, 1.0, 0.5, True),  # 0.5 off: a feature the head was not trained on
+    ],
+)
+def test_warning_when_the_teachers_pooled_feature_is_not_the_mean_of_its_last_map(caplog, level, scale, shift, warned):
+    torch.manual_seed(0)
+    student, teacher = create_model("resnet8", num_classes=4), PoolTeacher(level, scale, shift)
+    with caplog.at_level(logging.WARNING, logger="hfkd.methods.simkd"):
+        method = make_method("simkd", student, teacher)
+    assert method.head.head_config()["target_size"] == [2, 2]
+    messages = [r.getMessage() for r in caplog.records if r.name == "hfkd.methods.simkd"]
+    assert messages == ([WARNING] if warned else [])
+
+
+def test_zoo_teacher_builds_without_the_pooling_warning(caplog):
+    student, teacher = create_model("resnet8", num_classes=4), create_model("resnet8x4", num_classes=4)
+    with caplog.at_level(logging.WARNING, logger="hfkd.methods.simkd"):
+        make_method("simkd", student, teacher)
+    assert [r for r in caplog.records if r.name == "hfkd.methods.simkd"] == []

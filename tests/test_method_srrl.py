@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from hfkd.errors import IncompatibleSetupError
-from hfkd.methods import METHODS, DistillationMethod
+from hfkd.errors import IncompatibleSetupError, RecipeError
+from hfkd.methods import METHODS, DistillationMethod, build_method
 from hfkd.methods.srrl import SRRL
 from hfkd.models import create_model
 
@@ -23,6 +23,7 @@ from tests.method_helpers import (
     gradient_run,
     logs_after_training,
     make_method,
+    method_config,
     numpy,
     outputs,
     randomize_batchnorm,
@@ -119,3 +120,19 @@ def test_training_run_lowers_srrl_terms(tmp_path):
     for key in ("loss", "loss_srrl_feature", "loss_srrl_logit"):
         assert_falls(logs, key, count=3)
     assert all(p.grad is None or p.grad.abs().sum() == 0 for p in teacher.parameters())
+
+
+def test_build_without_example_batch_probes_the_students_input_size():
+    # an evaluation-only trainer has no example batch: zeros at the student's declared 3 x 32 x 32 size stand in
+    student, teacher = create_model("resnet8", num_classes=4), create_model("resnet8x4", num_classes=4)
+    method = build_method("srrl", student, teacher, method_config(), None)
+    conv = method.transfer[0]
+    assert (conv.in_channels, conv.out_channels) == (64, 256)  # resnet8's and resnet8x4's pooled widths
+    assert torch.equal(method.teacher_classifier.weight, teacher.classifier.weight)
+    student.input_size = None  # and a student that declares none cannot be sized at all
+    with pytest.raises(RecipeError) as err:
+        build_method("srrl", student, teacher, method_config(), None)
+    assert str(err.value) == (
+        "srrl sizes its modules from a training batch, but the trainer was given no train_dataset and the student "
+        "declares no input size; pass train_dataset"
+    )
