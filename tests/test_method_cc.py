@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from hfkd.errors import RecipeError
 from hfkd.methods import build_method
 from hfkd.methods.cc import CC, cc_loss
 
@@ -82,3 +83,17 @@ def test_build_without_a_batch_probes_each_model_at_its_declared_input_size():
     teacher = ShapeModel([(3, 4, 4), (6, 2, 2), (9,)], pretrained_cfg={"input_size": (3, 6, 6)})
     method = build_method("cc", student, teacher, method_config(), None)
     assert method.embed_s.linear.weight.shape == (128, 7) and method.embed_t.linear.weight.shape == (128, 9)
+
+
+@pytest.mark.parametrize("undeclared", ["student", "teacher"])
+def test_without_a_batch_the_model_that_declares_no_input_size_is_named(undeclared):
+    sizes = {"student": {"input_size": (3, 4, 4)}, "teacher": {"input_size": (3, 4, 4)}}
+    sizes[undeclared] = {}
+    student = ShapeModel([(3, 4, 4), (5, 2, 2), (7,)], **sizes["student"])
+    teacher = ShapeModel([(3, 4, 4), (6, 2, 2), (9,)], **sizes["teacher"])
+    with pytest.raises(RecipeError) as err:
+        build_method("cc", student, teacher, method_config(), None)
+    assert str(err.value) == (
+        f"cc sizes its modules from a training batch, but the trainer was given no train_dataset and the {undeclared} "
+        "declares no input size; pass train_dataset"
+    )

@@ -65,7 +65,9 @@ class CC(DistillationMethod):
         example_batch: dict[str, torch.Tensor] | None,
         train_dataset: Any = None,
     ) -> "CC":
-        return cls(pooled_width(student, example_batch, cls.name), pooled_width(teacher, example_batch, cls.name))
+        return cls(
+            pooled_width(student, example_batch, cls.name), pooled_width(teacher, example_batch, cls.name, "teacher")
+        )
 
     def forward(
         self, student_out: ClassifierOutput, teacher_out: ClassifierOutput, batch: dict[str, Any]

@@ -12,11 +12,14 @@ from ...models.outputs import ClassifierOutput
 from .feature_lists import pooled
 
 
-def example_pixels(student: nn.Module, example_batch: dict[str, Any] | None, method: str) -> torch.Tensor:
-    """The images that size a method's modules: the example training batch, else zeros at the student's input size.
+def example_pixels(
+    student: nn.Module, example_batch: dict[str, Any] | None, method: str, role: str = "student"
+) -> torch.Tensor:
+    """The images that size a method's modules: the example training batch, else zeros at the input size of
+    ``student`` (the model probed; ``role`` names it in the refusal: "student" or "teacher").
 
     The fallback keeps an evaluation-only trainer (no training set, hence no example batch) buildable. Raises
-    ``RecipeError`` when there is no batch and the student declares no input size either.
+    ``RecipeError`` when there is no batch and the model declares no input size either.
     """
     if example_batch is not None and example_batch.get("pixel_values") is not None:
         return example_batch["pixel_values"]
@@ -24,7 +27,7 @@ def example_pixels(student: nn.Module, example_batch: dict[str, Any] | None, met
     if size is None:
         raise RecipeError(
             f"{method} sizes its modules from a training batch, but the trainer was given no train_dataset and the "
-            f"student declares no input size; pass train_dataset"
+            f"{role} declares no input size; pass train_dataset"
         )
     return torch.zeros(2, *size, device=next(student.parameters()).device)
 
@@ -60,6 +63,7 @@ def probe_pair(
     return probe_features(student, pixels), probe_features(teacher, pixels)
 
 
-def pooled_width(model: nn.Module, example_batch: dict[str, Any] | None, method: str) -> int:
-    """Length of ``model``'s pooled vector."""
-    return pooled(probe_features(model, example_pixels(model, example_batch, method))).numel()
+def pooled_width(model: nn.Module, example_batch: dict[str, Any] | None, method: str, role: str = "student") -> int:
+    """Length of ``model``'s pooled vector, probed on the example batch or at its own input size (``role``: the
+    model's name in the refusal of :func:`example_pixels`)."""
+    return pooled(probe_features(model, example_pixels(model, example_batch, method, role))).numel()
