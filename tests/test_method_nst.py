@@ -167,14 +167,18 @@ def test_the_loss_is_fp32_inside_autocast_and_backward_runs_after_it():
     torch.testing.assert_close(s.grad, s2.grad, rtol=1e-4, atol=1e-9)
 
 
-def test_a_channel_whose_norm_is_clamped_gets_the_reference_gradient():
+@pytest.mark.parametrize("at_eps", [False, True])
+def test_a_channel_whose_norm_is_clamped_gets_the_reference_gradient(at_eps):
     """Below F.normalize's eps (1e-12) the norm is a constant: the vector is x / eps and its gradient has no radial
-    term."""
+    term. At exactly eps too: torch's clamp_min passes no gradient where the input equals the bound."""
     from hfkd.methods.nst import nst_loss
 
     g = torch.Generator().manual_seed(6)
     student = torch.randn(2, 6, 4, 4, generator=g).relu()
     student[:, 2] = torch.rand(2, 4, 4, generator=g) * 1e-14
+    if at_eps:  # one non-zero position: the norm is that value, fp32(1e-12), exactly
+        student[:, 2] = 0
+        student[:, 2, 1, 2] = 1e-12
     teacher = torch.randn(2, 5, 4, 4, generator=g).relu()
     grads = []
     for loss_fn in (op_by_op_nst, nst_loss):

@@ -41,7 +41,9 @@ def normalised_vectors(feature: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
         # elementwise in the map's own order before a plain sum (timings in BENCHMARKS.md)
         norm = x.square().sum(dim=2, keepdim=True).sqrt()
     scale = norm.clamp_min(NORM_EPS)
-    return x / scale, scale, norm >= NORM_EPS
+    # strictly above: clamp_min passes no gradient where the norm equals the bound, so F.normalize's radial term
+    # vanishes there too
+    return x / scale, scale, norm > NORM_EPS
 
 
 def normalisation_backward(
