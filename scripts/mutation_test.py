@@ -42,7 +42,7 @@ TESTS = {
     "hfkd/methods/crd.py": ["tests/test_method_crd.py"],
     # every method file and component at once; mutmut runs, per mutant, only the tests that reach its function
     "hfkd/methods/*": ["tests/test_feature_layout.py", "tests/test_loss.py", "tests/test_distillation_model.py",
-                       "tests/test_method_registry.py",
+                       "tests/test_method_registry.py", "tests/test_method_components.py", "tests/test_teacher_head.py",
                        *(f"tests/test_method_{name}.py" for name in (
                            "at", "cc", "crd", "deit", "dist", "dkd", "fitnet", "logit_std", "nst", "pkt", "rkd",
                            "semckd", "simkd", "sp", "spherical", "srrl", "vid")),
