@@ -68,7 +68,7 @@ def test_classifier_with_two_linears_or_other_parameters_is_refused_in_full():
     # one Linear, but a BatchNorm1d with parameters after it (in eval with fresh statistics it is nearly the identity)
     normed = nn.Sequential(nn.Linear(5, 2), nn.BatchNorm1d(2)).eval()
     assert refusal(Bare(normed), probed(pooled, normed(pooled).detach())) == (
-        f"{what('srrl')}, but its classifier Sequential holds 1 Linear layers and other parameters "
+        f"{what('srrl')}, but its classifier Sequential holds 1 Linear layer and other parameters "
         f"['1.weight', '1.bias']; {FIX}"
     )
 

@@ -39,7 +39,8 @@ def frozen_teacher_linear(teacher: nn.Module, teacher_out: ClassifierOutput, met
     extra = [name for name, p in head.named_parameters() if id(p) not in linear_params]
     if len(linears) != 1 or extra:
         raise IncompatibleSetupError(
-            f"{what}, but its classifier {type(head).__name__} holds {len(linears)} Linear layers"
+            f"{what}, but its classifier {type(head).__name__} holds {len(linears)} Linear "
+            f"layer{'' if len(linears) == 1 else 's'}"
             f"{' and other parameters ' + str(extra) if extra else ''}; {fix}"
         )
     linear = linears[0]
