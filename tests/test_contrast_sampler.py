@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 
+import numpy as np
 import pytest
 import torch
 
 import hfkd.data.contrast as contrast
 from hfkd.config import DataArguments
 from hfkd.data.contrast import NEGATIVE_DRAWS, ContrastiveDataset, ContrastSampler, contrastive_dataset
+from hfkd.data.keyed_random import keyed_hash
 from hfkd.data.pipeline import prepare_datasets
 from hfkd.errors import DataError
 
@@ -189,3 +191,124 @@ def test_label_columns_that_agree_at_first_are_told_apart_where_they_differ():
     wrapped = contrastive_dataset(raw.with_transform(transform), nce_k=4)
     assert wrapped.labels.tolist() == other
     assert len(fetched) == 17  # the 16 leading items, then the first row where the two columns differ
+
+
+def gapped_labels() -> torch.Tensor:
+    """Classes 0, 2, 3, 5 of sizes 2, 5, 9, 24 (classes 1 and 4 have no example): negative pools 38, 35, 31, 16."""
+    return torch.tensor([0, 2, 3, 5])[unbalanced_labels()]
+
+
+def pool_of(labels: torch.Tensor, i: int) -> list[int]:
+    """Example i's negative pool as the sampler numbers it, made by hand: the other classes' examples, class by
+    class, in index order within a class."""
+    values = labels.tolist()
+    return [j for c in sorted(set(values)) if c != values[i] for j in range(len(values)) if values[j] == c]
+
+
+@pytest.mark.parametrize("budget", [None, 1, 100])  # one draw; one row per chunk (the max(1, ...) guard); two rows
+def test_keys_draw_is_the_top_k_of_keyed_uniform_keys_over_the_pool(monkeypatch, budget):
+    if budget is not None:
+        monkeypatch.setattr(contrast, "_KEY_BUDGET", budget)
+    labels = gapped_labels()
+    sampler = ContrastSampler(labels, nce_k=12, draw="keys")
+    # a row's keys are the widest pool's (38) from its own generator; torch's CPU generator fills them in order, so
+    # a pool's keys are the first len(pool) of them whatever the width (the width only sizes the key matrix)
+    width = 38
+    for seed, epoch in [(0, 0), (7, 3)]:
+        rows = sampler.sample(torch.arange(40), labels, epoch=epoch, seed=seed)
+        for i in range(40):
+            pool = pool_of(labels, i)
+            generator = torch.Generator().manual_seed(int(keyed_hash(seed, epoch, torch.tensor(i), 0)))
+            keys = torch.rand(width, generator=generator).tolist()[: len(pool)]
+            top = sorted(range(len(pool)), key=lambda p: -keys[p])[:12]
+            assert rows[i, 0] == i
+            assert sorted(rows[i, 1:].tolist()) == sorted(pool[p] for p in top)
+
+
+def test_numpy_draw_is_a_choice_over_the_pool_seeded_by_seed_epoch_and_index():
+    labels = unbalanced_labels()
+    sampler = ContrastSampler(labels, nce_k=10, draw="numpy")
+    for seed, epoch in [(0, 0), (11, 4)]:
+        rows = sampler.sample(torch.arange(40), labels, epoch=epoch, seed=seed)
+        for i in range(40):
+            pool = pool_of(labels, i)
+            entropy = np.random.SeedSequence([seed, epoch, i, 0x6E6567])
+            chosen = np.random.default_rng(entropy).choice(len(pool), 10, replace=False)
+            assert rows[i].tolist() == [i, *(pool[p] for p in chosen)]
+
+
+def test_relax_positive_is_the_keyed_member_of_its_class_in_index_order():
+    labels = unbalanced_labels()
+    sampler = ContrastSampler(labels, nce_k=8, mode="relax")
+    for seed, epoch in [(0, 0), (5, 2)]:
+        positives = sampler.sample(torch.arange(40), labels, epoch=epoch, seed=seed)[:, 0].tolist()
+        for i in range(40):
+            members = [j for j in range(40) if labels[j] == labels[i]]
+            offset = int(keyed_hash(seed, epoch, torch.tensor(i), 1)) % 2**30 % len(members)
+            assert positives[i] == members[offset]
+
+
+@pytest.mark.parametrize("draw", DRAWS)
+def test_seed_is_taken_modulo_2_64_and_the_defaults_are_epoch_0_seed_0(draw):
+    labels = unbalanced_labels()
+    sampler = ContrastSampler(labels, nce_k=10, draw=draw)
+    index = torch.arange(8)
+
+    def rows(**keyed):
+        return sampler.sample(index, labels[index], **keyed)
+
+    assert torch.equal(rows(), rows(epoch=0, seed=0))
+    assert torch.equal(rows(seed=-1), rows(seed=2**64 - 1))  # a negative seed draws like its residue
+    assert torch.equal(rows(seed=2**64 + 5), rows(seed=5))
+    assert not torch.equal(rows(seed=2)[:, 1:], rows(seed=0)[:, 1:])
+
+
+@pytest.mark.parametrize("draw", DRAWS)
+def test_a_singleton_class_reaches_its_whole_pool_and_all_singletons_draw_every_other_example(draw):
+    labels = torch.tensor([0, 1, 1, 2, 2, 2])  # pools 5, 4, 3: K = 3; the singleton's pool is the widest
+    sampler = ContrastSampler(labels, nce_k=3, draw=draw)
+    one = torch.tensor([0])
+    seen = set()
+    for epoch in range(30):  # each of the 5 is missed by an epoch's 3-subset with probability 2/5
+        seen |= set(sampler.sample(one, labels[one], epoch=epoch)[0, 1:].tolist())
+    assert seen == {1, 2, 3, 4, 5}
+    labels = torch.tensor([3, 0, 2, 1])  # every example a class of its own
+    rows = ContrastSampler(labels, nce_k=3, draw=draw).sample(torch.arange(4), labels)
+    assert [sorted(row) for row in rows[:, 1:].tolist()] == [[1, 2, 3], [0, 2, 3], [0, 1, 3], [0, 1, 2]]
+
+
+def test_refusals_and_the_lowered_k_warning_are_whole_sentences(caplog):
+    with pytest.raises(DataError) as err:
+        ContrastSampler(torch.tensor([], dtype=torch.int64), nce_k=4)
+    assert str(err.value) == "CRD needs a non-empty training set"
+    with pytest.raises(DataError) as err:
+        ContrastSampler([0, 2, -3, 1], nce_k=4)
+    assert str(err.value) == "CRD needs class labels >= 0, but the training set has label -3"
+    for labels in ([7], [1, 1, 1]):  # one example; one class
+        with pytest.raises(DataError) as err:
+            ContrastSampler(labels, nce_k=4)
+        assert str(err.value) == (
+            "CRD draws its negatives from other classes, but the training set has a single class"
+        )
+    with caplog.at_level(logging.WARNING, logger="hfkd.data.contrast"):
+        sampler = ContrastSampler(unbalanced_labels(), nce_k=20)
+    assert sampler.nce_k == 16
+    assert [r.getMessage() for r in caplog.records] == [
+        (
+            "CRD asked for crd_nce_k=20 negatives per example, but the largest class leaves only 16 examples of "
+            "other classes in a training set of 40, so CRD uses nce_k=16."
+        )
+    ]
+
+
+@pytest.mark.parametrize("draw", DRAWS)
+def test_labels_and_indices_of_other_dtypes_draw_as_int64_ones(draw):
+    labels = unbalanced_labels()
+    index = torch.tensor([5, 0, 39, 17])
+    expected = ContrastSampler(labels, nce_k=10, draw=draw).sample(index, labels[index], epoch=1)
+    for built_from in (labels.float(), labels.to(torch.uint8), labels.tolist()):
+        sampler = ContrastSampler(built_from, nce_k=10, draw=draw)
+        for idx in (index, index.to(torch.int32), index.float()):
+            for lab in (labels[index], labels[index].to(torch.uint8), labels[index].float()):
+                assert torch.equal(sampler.sample(idx, lab, epoch=1), expected)
+
