@@ -10,7 +10,14 @@ import torch
 
 import hfkd.data.contrast as contrast
 from hfkd.config import DataArguments
-from hfkd.data.contrast import NEGATIVE_DRAWS, ContrastiveDataset, ContrastSampler, contrastive_dataset
+from hfkd.data.contrast import (
+    NEGATIVE_DRAWS,
+    ContrastiveDataset,
+    ContrastSampler,
+    contrastive_dataset,
+    training_labels,
+)
+from hfkd.data.decoded import DecodedImageDataset
 from hfkd.data.keyed_random import keyed_hash
 from hfkd.data.pipeline import prepare_datasets
 from hfkd.errors import DataError
@@ -312,3 +319,165 @@ def test_labels_and_indices_of_other_dtypes_draw_as_int64_ones(draw):
             for lab in (labels[index], labels[index].to(torch.uint8), labels[index].float()):
                 assert torch.equal(sampler.sample(idx, lab, epoch=1), expected)
 
+
+def recording_transform(label_column: str, fetched: list):
+    """A per-item transform over a datasets.Dataset that notes which rows (their "x") it decoded."""
+
+    def transform(batch):
+        fetched.extend(int(x) for x in batch["x"])
+        return {"pixel_values": [torch.tensor([x]) for x in batch["x"]], "labels": batch[label_column]}
+
+    return transform
+
+
+class Frames:
+    """Not a datasets.Dataset, and its ``labels`` is a method, not the labels."""
+
+    def labels(self):
+        return [0, 1]
+
+
+def test_training_labels_refusals_are_whole_sentences():
+    import datasets
+
+    with pytest.raises(DataError) as err:
+        training_labels(Frames())
+    assert str(err.value) == (
+        "CRD cannot read the labels of a Frames; give it a `labels` attribute or use a datasets.Dataset or "
+        "hfkd.data.DecodedImageDataset"
+    )
+    no_integers = datasets.Dataset.from_dict({"x": [0.0, 1.0], "name": ["a", "b"]})
+    with pytest.raises(DataError) as err:
+        training_labels(no_integers.with_transform(recording_transform("x", [])))
+    assert str(err.value) == "CRD found no integer label column in the training set's columns ['x', 'name']"
+    columns = {"x": [0.0, 1.0, 2.0], "a": [0, 1, 0], "b": [1, 1, 0], "c": [2.0, 2.0, 2.0]}
+    unmatched = datasets.Dataset.from_dict(columns)
+    with pytest.raises(DataError) as err:  # the items' labels come from c, a float column: neither a nor b matches
+        training_labels(unmatched.with_transform(recording_transform("c", [])))
+    assert str(err.value) == "CRD could not tell which of the columns ['a', 'b'] holds the training labels"
+
+
+def test_training_labels_reads_a_labels_attribute_a_class_label_and_an_unsigned_column_as_int64():
+    import datasets
+
+    class WithLabels:
+        labels = np.array([2, 0, 1], dtype=np.uint8)
+
+    labels = training_labels(WithLabels())
+    assert labels.dtype == torch.int64 and labels.tolist() == [2, 0, 1]
+    values = [2, 0, 1, 1, 0]
+    for feature in (datasets.ClassLabel(names=["p", "q", "r"]), datasets.Value("uint8")):
+        features = datasets.Features({"x": datasets.Value("float32"), "label": feature})
+        raw = datasets.Dataset.from_dict({"x": [0.0, 1.0, 2.0, 3.0, 4.0], "label": values}, features=features)
+        labels = training_labels(raw.with_transform(recording_transform("label", [])))
+        assert labels.dtype == torch.int64 and labels.tolist() == values
+
+
+def test_identical_label_columns_give_those_labels_from_the_leading_items_alone():
+    import datasets
+
+    same = [i % 3 for i in range(40)]
+    raw = datasets.Dataset.from_dict({"x": [float(i) for i in range(40)], "a": same, "b": same})
+    fetched = []
+    assert training_labels(raw.with_transform(recording_transform("b", fetched))).tolist() == same
+    assert fetched == list(range(16))
+
+
+def test_label_columns_differing_at_one_row_are_told_apart_by_decoding_that_row():
+    import datasets
+
+    same = [i % 3 for i in range(40)]
+    other = [*same[:25], (same[25] + 1) % 3, *same[26:]]  # differs from `same` at row 25 alone
+    raw = datasets.Dataset.from_dict({"x": [float(i) for i in range(40)], "a": same, "b": other})
+    fetched = []
+    assert training_labels(raw.with_transform(recording_transform("b", fetched))).tolist() == other
+    assert fetched == [*range(16), 25]
+
+
+class BatchOnly:
+    """A training set that serves whole batches (``__getitems__``) and no single items; ``on_device`` leaves the
+    contrastive indices to ``device_transform``. Its batches carry a batch-level ``source`` that is no tensor."""
+
+    def __init__(self, labels: torch.Tensor, on_device: bool = False) -> None:
+        self.labels = labels
+        self.on_device = on_device
+        self.calls = []
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitems__(self, indices):
+        self.calls.append(list(indices))
+        index = torch.as_tensor(list(indices))
+        return {"pixel_values": index.float()[:, None], "labels": self.labels[index], "source": "synthetic"}
+
+
+def test_wrappers_default_to_exact_mode_seed_0_and_epoch_0():
+    labels = unbalanced_labels()
+    expected = ContrastSampler(labels, nce_k=8).sample(torch.arange(40), labels, epoch=0, seed=0)
+    for wrapped in (ContrastiveDataset(BatchOnly(labels), nce_k=8), contrastive_dataset(BatchOnly(labels), nce_k=8)):
+        assert wrapped.epoch == 0
+        batch = wrapped.__getitems__(range(40))
+        assert torch.equal(batch["contrast_index"], expected)
+        assert torch.equal(batch["contrast_index"][:, 0], torch.arange(40))
+
+
+@pytest.mark.parametrize("mode", ["exact", "relax"])
+def test_wrappers_draw_with_their_mode_seed_and_epoch(mode):
+    labels = unbalanced_labels()
+    index = torch.tensor([4, 31, 0, 17, 22, 9])
+    expected = ContrastSampler(labels, nce_k=8, mode=mode).sample(index, labels[index], epoch=2, seed=5)
+    other_mode = ContrastSampler(labels, nce_k=8, mode={"exact": "relax", "relax": "exact"}[mode])
+    assert not torch.equal(other_mode.sample(index, labels[index], epoch=2, seed=5), expected)
+    for wrap in (ContrastiveDataset, contrastive_dataset):
+        wrapped = wrap(BatchOnly(labels), nce_k=8, mode=mode, seed=5)
+        wrapped.set_epoch(2)
+        assert torch.equal(wrapped.__getitems__(index.tolist())["contrast_index"], expected)
+        # a dataset that leaves its batches raw for the device: device_transform draws them, alike
+        on_device = wrap(BatchOnly(labels, on_device=True), nce_k=8, mode=mode, seed=5)
+        on_device.set_epoch(2)
+        batch = on_device.__getitems__(index.tolist())
+        assert "contrast_index" not in batch
+        assert torch.equal(on_device.device_transform(batch)["contrast_index"], expected)
+
+
+def test_a_batch_is_fetched_with_one_getitems_call_and_drawn_once():
+    labels = unbalanced_labels()
+    dataset = BatchOnly(labels)
+    wrapped = ContrastiveDataset(dataset, nce_k=8)
+    draws = []
+    sample = wrapped.sampler.sample
+    wrapped.sampler.sample = lambda *args: draws.append(args) or sample(*args)
+    batch = wrapped.__getitems__(np.array([3, 1, 4], dtype=np.int32))
+    assert dataset.calls == [[3, 1, 4]]
+    assert batch["index"].dtype == torch.int64 and batch["index"].tolist() == [3, 1, 4]
+    assert batch["source"] == "synthetic"
+    out = wrapped.device_transform(batch)  # the batch already carries its draw: no second one
+    assert len(draws) == 1 and torch.equal(out["contrast_index"], batch["contrast_index"])
+    item = wrapped[5]
+    assert dataset.calls[-1] == [5] and item["index"] == 5 and item["source"] == "synthetic"
+    assert item["contrast_index"].shape == (9,) and item["contrast_index"][0] == 5
+
+
+def test_a_plain_sequence_of_items_with_given_labels_is_fetched_item_by_item():
+    items = [{"pixel_values": torch.full((2,), float(i)), "labels": i % 3} for i in range(6)]
+    # classes of 2: every pool holds 4 examples, and K = 4 takes the whole pool
+    wrapped = ContrastiveDataset(items, nce_k=4, labels=np.array([0, 1, 2, 0, 1, 2], dtype=np.uint8))
+    assert wrapped.labels.dtype == torch.int64 and wrapped.labels.tolist() == [0, 1, 2, 0, 1, 2]
+    batch = wrapped.__getitems__([4, 0])
+    assert batch["pixel_values"].tolist() == [[4.0, 4.0], [0.0, 0.0]] and batch["labels"].tolist() == [1, 0]
+    assert batch["contrast_index"][:, 0].tolist() == [4, 0]
+    assert [sorted(row) for row in batch["contrast_index"][:, 1:].tolist()] == [[0, 2, 3, 5], [1, 2, 4, 5]]
+    with pytest.raises(DataError) as err:
+        ContrastiveDataset(items, nce_k=4, labels=[0, 1, 2])
+    assert str(err.value) == "CRD has 3 labels for a training set of 6 examples"
+
+
+def test_set_epoch_reaches_the_wrapped_dataset_and_rewrapping_wraps_the_inner_one():
+    labels = torch.tensor([0, 1, 1, 2, 2, 2])
+    inner = DecodedImageDataset(torch.zeros(6, 3, 4, 4, dtype=torch.uint8), labels, lambda x, index, epoch: x.float())
+    wrapped = contrastive_dataset(inner, nce_k=2)
+    wrapped.set_epoch(3)
+    assert wrapped.epoch == 3 and inner.epoch == 3
+    rewrapped = contrastive_dataset(wrapped, nce_k=1, mode="relax")
+    assert rewrapped.dataset is inner and rewrapped.nce_k == 1 and rewrapped.sampler.mode == "relax"
