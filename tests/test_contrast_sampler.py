@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import logging
 
+import numpy as np
 import pytest
 import torch
 
 import hfkd.data.contrast as contrast
 from hfkd.config import DataArguments
-from hfkd.data.contrast import NEGATIVE_DRAWS, ContrastiveDataset, ContrastSampler, contrastive_dataset
+from hfkd.data.contrast import (
+    NEGATIVE_DRAWS,
+    ContrastiveDataset,
+    ContrastSampler,
+    contrastive_dataset,
+    training_labels,
+)
+from hfkd.data.decoded import DecodedImageDataset
+from hfkd.data.keyed_random import keyed_hash
 from hfkd.data.pipeline import prepare_datasets
 from hfkd.errors import DataError
 
@@ -189,3 +198,286 @@ def test_label_columns_that_agree_at_first_are_told_apart_where_they_differ():
     wrapped = contrastive_dataset(raw.with_transform(transform), nce_k=4)
     assert wrapped.labels.tolist() == other
     assert len(fetched) == 17  # the 16 leading items, then the first row where the two columns differ
+
+
+def gapped_labels() -> torch.Tensor:
+    """Classes 0, 2, 3, 5 of sizes 2, 5, 9, 24 (classes 1 and 4 have no example): negative pools 38, 35, 31, 16."""
+    return torch.tensor([0, 2, 3, 5])[unbalanced_labels()]
+
+
+def pool_of(labels: torch.Tensor, i: int) -> list[int]:
+    """Example i's negative pool as the sampler numbers it, made by hand: the other classes' examples, class by
+    class, in index order within a class."""
+    values = labels.tolist()
+    return [j for c in sorted(set(values)) if c != values[i] for j in range(len(values)) if values[j] == c]
+
+
+@pytest.mark.parametrize("budget", [None, 1, 100])  # one draw; one row per chunk (the max(1, ...) guard); two rows
+def test_keys_draw_is_the_top_k_of_keyed_uniform_keys_over_the_pool(monkeypatch, budget):
+    if budget is not None:
+        monkeypatch.setattr(contrast, "_KEY_BUDGET", budget)
+    labels = gapped_labels()
+    sampler = ContrastSampler(labels, nce_k=12, draw="keys")
+    # a row's keys are the widest pool's (38) from its own generator; torch's CPU generator fills them in order, so
+    # a pool's keys are the first len(pool) of them whatever the width (the width only sizes the key matrix)
+    width = 38
+    for seed, epoch in [(0, 0), (7, 3)]:
+        rows = sampler.sample(torch.arange(40), labels, epoch=epoch, seed=seed)
+        for i in range(40):
+            pool = pool_of(labels, i)
+            generator = torch.Generator().manual_seed(int(keyed_hash(seed, epoch, torch.tensor(i), 0)))
+            keys = torch.rand(width, generator=generator).tolist()[: len(pool)]
+            top = sorted(range(len(pool)), key=lambda p: -keys[p])[:12]
+            assert rows[i, 0] == i
+            assert sorted(rows[i, 1:].tolist()) == sorted(pool[p] for p in top)
+
+
+def test_numpy_draw_is_a_choice_over_the_pool_seeded_by_seed_epoch_and_index():
+    labels = unbalanced_labels()
+    sampler = ContrastSampler(labels, nce_k=10, draw="numpy")
+    for seed, epoch in [(0, 0), (11, 4)]:
+        rows = sampler.sample(torch.arange(40), labels, epoch=epoch, seed=seed)
+        for i in range(40):
+            pool = pool_of(labels, i)
+            entropy = np.random.SeedSequence([seed, epoch, i, 0x6E6567])
+            chosen = np.random.default_rng(entropy).choice(len(pool), 10, replace=False)
+            assert rows[i].tolist() == [i, *(pool[p] for p in chosen)]
+
+
+def test_relax_positive_is_the_keyed_member_of_its_class_in_index_order():
+    labels = unbalanced_labels()
+    sampler = ContrastSampler(labels, nce_k=8, mode="relax")
+    for seed, epoch in [(0, 0), (5, 2)]:
+        positives = sampler.sample(torch.arange(40), labels, epoch=epoch, seed=seed)[:, 0].tolist()
+        for i in range(40):
+            members = [j for j in range(40) if labels[j] == labels[i]]
+            offset = int(keyed_hash(seed, epoch, torch.tensor(i), 1)) % 2**30 % len(members)
+            assert positives[i] == members[offset]
+
+
+@pytest.mark.parametrize("draw", DRAWS)
+def test_seed_is_taken_modulo_2_64_and_the_defaults_are_epoch_0_seed_0(draw):
+    labels = unbalanced_labels()
+    sampler = ContrastSampler(labels, nce_k=10, draw=draw)
+    index = torch.arange(8)
+
+    def rows(**keyed):
+        return sampler.sample(index, labels[index], **keyed)
+
+    assert torch.equal(rows(), rows(epoch=0, seed=0))
+    assert torch.equal(rows(seed=-1), rows(seed=2**64 - 1))  # a negative seed draws like its residue
+    assert torch.equal(rows(seed=2**64 + 5), rows(seed=5))
+    assert not torch.equal(rows(seed=2)[:, 1:], rows(seed=0)[:, 1:])
+
+
+@pytest.mark.parametrize("draw", DRAWS)
+def test_a_singleton_class_reaches_its_whole_pool_and_all_singletons_draw_every_other_example(draw):
+    labels = torch.tensor([0, 1, 1, 2, 2, 2])  # pools 5, 4, 3: K = 3; the singleton's pool is the widest
+    sampler = ContrastSampler(labels, nce_k=3, draw=draw)
+    one = torch.tensor([0])
+    seen = set()
+    for epoch in range(30):  # each of the 5 is missed by an epoch's 3-subset with probability 2/5
+        seen |= set(sampler.sample(one, labels[one], epoch=epoch)[0, 1:].tolist())
+    assert seen == {1, 2, 3, 4, 5}
+    labels = torch.tensor([3, 0, 2, 1])  # every example a class of its own
+    rows = ContrastSampler(labels, nce_k=3, draw=draw).sample(torch.arange(4), labels)
+    assert [sorted(row) for row in rows[:, 1:].tolist()] == [[1, 2, 3], [0, 2, 3], [0, 1, 3], [0, 1, 2]]
+
+
+def test_refusals_and_the_lowered_k_warning_are_whole_sentences(caplog):
+    with pytest.raises(DataError) as err:
+        ContrastSampler(torch.tensor([], dtype=torch.int64), nce_k=4)
+    assert str(err.value) == "CRD needs a non-empty training set"
+    with pytest.raises(DataError) as err:
+        ContrastSampler([0, 2, -3, 1], nce_k=4)
+    assert str(err.value) == "CRD needs class labels >= 0, but the training set has label -3"
+    for labels in ([7], [1, 1, 1]):  # one example; one class
+        with pytest.raises(DataError) as err:
+            ContrastSampler(labels, nce_k=4)
+        assert str(err.value) == (
+            "CRD draws its negatives from other classes, but the training set has a single class"
+        )
+    with caplog.at_level(logging.WARNING, logger="hfkd.data.contrast"):
+        sampler = ContrastSampler(unbalanced_labels(), nce_k=20)
+    assert sampler.nce_k == 16
+    assert [r.getMessage() for r in caplog.records] == [
+        (
+            "CRD asked for crd_nce_k=20 negatives per example, but the largest class leaves only 16 examples of "
+            "other classes in a training set of 40, so CRD uses nce_k=16."
+        )
+    ]
+
+
+@pytest.mark.parametrize("draw", DRAWS)
+def test_labels_and_indices_of_other_dtypes_draw_as_int64_ones(draw):
+    labels = unbalanced_labels()
+    index = torch.tensor([5, 0, 39, 17])
+    expected = ContrastSampler(labels, nce_k=10, draw=draw).sample(index, labels[index], epoch=1)
+    for built_from in (labels.float(), labels.to(torch.uint8), labels.tolist()):
+        sampler = ContrastSampler(built_from, nce_k=10, draw=draw)
+        for idx in (index, index.to(torch.int32), index.float()):
+            for lab in (labels[index], labels[index].to(torch.uint8), labels[index].float()):
+                assert torch.equal(sampler.sample(idx, lab, epoch=1), expected)
+
+
+def recording_transform(label_column: str, fetched: list):
+    """A per-item transform over a datasets.Dataset that notes which rows (their "x") it decoded."""
+
+    def transform(batch):
+        fetched.extend(int(x) for x in batch["x"])
+        return {"pixel_values": [torch.tensor([x]) for x in batch["x"]], "labels": batch[label_column]}
+
+    return transform
+
+
+class Frames:
+    """Not a datasets.Dataset, and its ``labels`` is a method, not the labels."""
+
+    def labels(self):
+        return [0, 1]
+
+
+def test_training_labels_refusals_are_whole_sentences():
+    import datasets
+
+    with pytest.raises(DataError) as err:
+        training_labels(Frames())
+    assert str(err.value) == (
+        "CRD cannot read the labels of a Frames; give it a `labels` attribute or use a datasets.Dataset or "
+        "hfkd.data.DecodedImageDataset"
+    )
+    no_integers = datasets.Dataset.from_dict({"x": [0.0, 1.0], "name": ["a", "b"]})
+    with pytest.raises(DataError) as err:
+        training_labels(no_integers.with_transform(recording_transform("x", [])))
+    assert str(err.value) == "CRD found no integer label column in the training set's columns ['x', 'name']"
+    columns = {"x": [0.0, 1.0, 2.0], "a": [0, 1, 0], "b": [1, 1, 0], "c": [2.0, 2.0, 2.0]}
+    unmatched = datasets.Dataset.from_dict(columns)
+    with pytest.raises(DataError) as err:  # the items' labels come from c, a float column: neither a nor b matches
+        training_labels(unmatched.with_transform(recording_transform("c", [])))
+    assert str(err.value) == "CRD could not tell which of the columns ['a', 'b'] holds the training labels"
+
+
+def test_training_labels_reads_a_labels_attribute_a_class_label_and_an_unsigned_column_as_int64():
+    import datasets
+
+    class WithLabels:
+        labels = np.array([2, 0, 1], dtype=np.uint8)
+
+    labels = training_labels(WithLabels())
+    assert labels.dtype == torch.int64 and labels.tolist() == [2, 0, 1]
+    values = [2, 0, 1, 1, 0]
+    for feature in (datasets.ClassLabel(names=["p", "q", "r"]), datasets.Value("uint8")):
+        features = datasets.Features({"x": datasets.Value("float32"), "label": feature})
+        raw = datasets.Dataset.from_dict({"x": [0.0, 1.0, 2.0, 3.0, 4.0], "label": values}, features=features)
+        labels = training_labels(raw.with_transform(recording_transform("label", [])))
+        assert labels.dtype == torch.int64 and labels.tolist() == values
+
+
+def test_identical_label_columns_give_those_labels_from_the_leading_items_alone():
+    import datasets
+
+    same = [i % 3 for i in range(40)]
+    raw = datasets.Dataset.from_dict({"x": [float(i) for i in range(40)], "a": same, "b": same})
+    fetched = []
+    assert training_labels(raw.with_transform(recording_transform("b", fetched))).tolist() == same
+    assert fetched == list(range(16))
+
+
+def test_label_columns_differing_at_one_row_are_told_apart_by_decoding_that_row():
+    import datasets
+
+    same = [i % 3 for i in range(40)]
+    other = [*same[:25], (same[25] + 1) % 3, *same[26:]]  # differs from `same` at row 25 alone
+    raw = datasets.Dataset.from_dict({"x": [float(i) for i in range(40)], "a": same, "b": other})
+    fetched = []
+    assert training_labels(raw.with_transform(recording_transform("b", fetched))).tolist() == other
+    assert fetched == [*range(16), 25]
+
+
+class BatchOnly:
+    """A training set that serves whole batches (``__getitems__``) and no single items; ``on_device`` leaves the
+    contrastive indices to ``device_transform``. Its batches carry a batch-level ``source`` that is no tensor."""
+
+    def __init__(self, labels: torch.Tensor, on_device: bool = False) -> None:
+        self.labels = labels
+        self.on_device = on_device
+        self.calls = []
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitems__(self, indices):
+        self.calls.append(list(indices))
+        index = torch.as_tensor(list(indices))
+        return {"pixel_values": index.float()[:, None], "labels": self.labels[index], "source": "synthetic"}
+
+
+def test_wrappers_default_to_exact_mode_seed_0_and_epoch_0():
+    labels = unbalanced_labels()
+    expected = ContrastSampler(labels, nce_k=8).sample(torch.arange(40), labels, epoch=0, seed=0)
+    for wrapped in (ContrastiveDataset(BatchOnly(labels), nce_k=8), contrastive_dataset(BatchOnly(labels), nce_k=8)):
+        assert wrapped.epoch == 0
+        batch = wrapped.__getitems__(range(40))
+        assert torch.equal(batch["contrast_index"], expected)
+        assert torch.equal(batch["contrast_index"][:, 0], torch.arange(40))
+
+
+@pytest.mark.parametrize("mode", ["exact", "relax"])
+def test_wrappers_draw_with_their_mode_seed_and_epoch(mode):
+    labels = unbalanced_labels()
+    index = torch.tensor([4, 31, 0, 17, 22, 9])
+    expected = ContrastSampler(labels, nce_k=8, mode=mode).sample(index, labels[index], epoch=2, seed=5)
+    other_mode = ContrastSampler(labels, nce_k=8, mode={"exact": "relax", "relax": "exact"}[mode])
+    assert not torch.equal(other_mode.sample(index, labels[index], epoch=2, seed=5), expected)
+    for wrap in (ContrastiveDataset, contrastive_dataset):
+        wrapped = wrap(BatchOnly(labels), nce_k=8, mode=mode, seed=5)
+        wrapped.set_epoch(2)
+        assert torch.equal(wrapped.__getitems__(index.tolist())["contrast_index"], expected)
+        # a dataset that leaves its batches raw for the device: device_transform draws them, alike
+        on_device = wrap(BatchOnly(labels, on_device=True), nce_k=8, mode=mode, seed=5)
+        on_device.set_epoch(2)
+        batch = on_device.__getitems__(index.tolist())
+        assert "contrast_index" not in batch
+        assert torch.equal(on_device.device_transform(batch)["contrast_index"], expected)
+
+
+def test_a_batch_is_fetched_with_one_getitems_call_and_drawn_once():
+    labels = unbalanced_labels()
+    dataset = BatchOnly(labels)
+    wrapped = ContrastiveDataset(dataset, nce_k=8)
+    draws = []
+    sample = wrapped.sampler.sample
+    wrapped.sampler.sample = lambda *args: draws.append(args) or sample(*args)
+    batch = wrapped.__getitems__(np.array([3, 1, 4], dtype=np.int32))
+    assert dataset.calls == [[3, 1, 4]]
+    assert batch["index"].dtype == torch.int64 and batch["index"].tolist() == [3, 1, 4]
+    assert batch["source"] == "synthetic"
+    out = wrapped.device_transform(batch)  # the batch already carries its draw: no second one
+    assert len(draws) == 1 and torch.equal(out["contrast_index"], batch["contrast_index"])
+    item = wrapped[5]
+    assert dataset.calls[-1] == [5] and item["index"] == 5 and item["source"] == "synthetic"
+    assert item["contrast_index"].shape == (9,) and item["contrast_index"][0] == 5
+
+
+def test_a_plain_sequence_of_items_with_given_labels_is_fetched_item_by_item():
+    items = [{"pixel_values": torch.full((2,), float(i)), "labels": i % 3} for i in range(6)]
+    # classes of 2: every pool holds 4 examples, and K = 4 takes the whole pool
+    wrapped = ContrastiveDataset(items, nce_k=4, labels=np.array([0, 1, 2, 0, 1, 2], dtype=np.uint8))
+    assert wrapped.labels.dtype == torch.int64 and wrapped.labels.tolist() == [0, 1, 2, 0, 1, 2]
+    batch = wrapped.__getitems__([4, 0])
+    assert batch["pixel_values"].tolist() == [[4.0, 4.0], [0.0, 0.0]] and batch["labels"].tolist() == [1, 0]
+    assert batch["contrast_index"][:, 0].tolist() == [4, 0]
+    assert [sorted(row) for row in batch["contrast_index"][:, 1:].tolist()] == [[0, 2, 3, 5], [1, 2, 4, 5]]
+    with pytest.raises(DataError) as err:
+        ContrastiveDataset(items, nce_k=4, labels=[0, 1, 2])
+    assert str(err.value) == "CRD has 3 labels for a training set of 6 examples"
+
+
+def test_set_epoch_reaches_the_wrapped_dataset_and_rewrapping_wraps_the_inner_one():
+    labels = torch.tensor([0, 1, 1, 2, 2, 2])
+    inner = DecodedImageDataset(torch.zeros(6, 3, 4, 4, dtype=torch.uint8), labels, lambda x, index, epoch: x.float())
+    wrapped = contrastive_dataset(inner, nce_k=2)
+    wrapped.set_epoch(3)
+    assert wrapped.epoch == 3 and inner.epoch == 3
+    rewrapped = contrastive_dataset(wrapped, nce_k=1, mode="relax")
+    assert rewrapped.dataset is inner and rewrapped.nce_k == 1 and rewrapped.sampler.mode == "relax"
