@@ -203,7 +203,7 @@ class CRD(DistillationMethod):
         n_data = training_set_size(train_dataset)
         return cls(
             pooled_width(student, example_batch, cls.name),
-            pooled_width(teacher, example_batch, cls.name, "teacher"),
+            pooled_width(teacher, example_batch, cls.name),
             n_data,
             feat_dim=config.crd_feat_dim,
             temperature=config.crd_nce_t,
