@@ -60,6 +60,14 @@ def make_method(
     return build_method(name, student, teacher, method_config(**config), batch, train_dataset=train_dataset)
 
 
+def no_input_size_refusal(method: str, model: str = "student") -> str:
+    """The sentence a probing build refuses with when there is no example batch and ``model`` ("student" /
+    "teacher") declares no input size (``hfkd.methods.components.probing.example_pixels``)."""
+    return (
+        f"{method} sizes its modules from a training batch, but the trainer was given no train_dataset and the {model} "
+        "declares no input size; pass train_dataset"
+    )
+
 @functools.cache
 def zoo_model(name: str) -> nn.Module:
     """A CIFAR-100 zoo model, built once per session (building a method only probes it in eval mode)."""
@@ -419,3 +427,4 @@ def randomize_batchnorm(module: nn.Module, seed: int = 0) -> None:
                 m.bias.copy_(torch.randn(m.num_features, generator=g) * 0.1)
                 m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
                 m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+

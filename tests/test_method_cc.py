@@ -10,6 +10,7 @@ from hfkd.methods import build_method
 from hfkd.methods.cc import CC, cc_loss
 
 from tests.method_helpers import (
+    ShapeModel,
     assert_fp32_under_autocast,
     assert_only_term_trains,
     assert_term_goes_down,
@@ -19,8 +20,8 @@ from tests.method_helpers import (
     make_method,
     method_config,
     model_gradient_run,
+    no_input_size_refusal,
     outputs,
-    ShapeModel,
     tiny_trainer,
 )
 
@@ -93,7 +94,4 @@ def test_without_a_batch_the_model_that_declares_no_input_size_is_named(undeclar
     teacher = ShapeModel([(3, 4, 4), (6, 2, 2), (9,)], **sizes["teacher"])
     with pytest.raises(RecipeError) as err:
         build_method("cc", student, teacher, method_config(), None)
-    assert str(err.value) == (
-        f"cc sizes its modules from a training batch, but the trainer was given no train_dataset and the {undeclared} "
-        "declares no input size; pass train_dataset"
-    )
+    assert str(err.value) == no_input_size_refusal("cc", undeclared)

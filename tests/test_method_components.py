@@ -14,7 +14,7 @@ from hfkd.methods.components.collectives import world_size
 from hfkd.methods.components.memory_layout import matmuls_laid_out_like, spatial_vectors
 from hfkd.methods.components.probing import example_pixels
 
-from tests.method_helpers import method_config, numpy, ShapeModel
+from tests.method_helpers import ShapeModel, method_config, no_input_size_refusal, numpy
 
 MAPS = [(3, 4, 4), (5, 2, 2), (6, 2, 2), (7,)]  # stem, two stage maps, pooled
 
@@ -44,10 +44,7 @@ def test_example_pixels_refuse_a_model_declaring_no_input_size(pretrained_cfg):
     model = ShapeModel(MAPS, pretrained_cfg=pretrained_cfg)
     with pytest.raises(RecipeError) as err:
         example_pixels(model, None, "nst")
-    assert str(err.value) == (
-        "nst sizes its modules from a training batch, but the trainer was given no train_dataset and the student "
-        "declares no input size; pass train_dataset"
-    )
+    assert str(err.value) == no_input_size_refusal("nst")
 
 
 @pytest.mark.parametrize("name", ["at", "nst", "vid", "sp", "fitnet", "cc"])
@@ -55,10 +52,7 @@ def test_each_probing_method_names_itself_when_there_is_no_batch_to_probe_with(n
     student, teacher = ShapeModel(MAPS), ShapeModel(MAPS)
     with pytest.raises(RecipeError) as err:
         build_method(name, student, teacher, method_config(), None)
-    assert str(err.value) == (
-        f"{name} sizes its modules from a training batch, but the trainer was given no train_dataset and the student "
-        "declares no input size; pass train_dataset"
-    )
+    assert str(err.value) == no_input_size_refusal(name)
 
 
 # ---- stage-map pairs --------------------------------------------------------------------------------------------

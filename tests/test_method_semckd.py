@@ -27,6 +27,7 @@ from tests.method_helpers import (
     logs_after_training,
     make_method,
     method_config,
+    no_input_size_refusal,
     np_bn,
     np_conv,
     numpy,
@@ -231,10 +232,7 @@ def test_build_uses_the_example_batch_for_a_student_without_input_size():
     assert module_shapes(method) == module_shapes(SemCKD(8, [16, 32, 64], [16, 32, 64]))
     with pytest.raises(RecipeError) as err:
         build_method("semckd", student, teacher, method_config(), None)
-    assert str(err.value) == (
-        "semckd sizes its modules from a training batch, but the trainer was given no train_dataset and the student "
-        "declares no input size; pass train_dataset"
-    )
+    assert str(err.value) == no_input_size_refusal("semckd")
 
 
 @pytest.mark.parametrize("token_side", ["student", "teacher"])

@@ -24,6 +24,7 @@ from tests.method_helpers import (
     logs_after_training,
     make_method,
     method_config,
+    no_input_size_refusal,
     numpy,
     outputs,
     randomize_batchnorm,
@@ -132,7 +133,4 @@ def test_build_without_example_batch_probes_the_students_input_size():
     student.input_size = None  # and a student that declares none cannot be sized at all
     with pytest.raises(RecipeError) as err:
         build_method("srrl", student, teacher, method_config(), None)
-    assert str(err.value) == (
-        "srrl sizes its modules from a training batch, but the trainer was given no train_dataset and the student "
-        "declares no input size; pass train_dataset"
-    )
+    assert str(err.value) == no_input_size_refusal("srrl")
