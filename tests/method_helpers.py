@@ -68,6 +68,7 @@ def no_input_size_refusal(method: str, model: str = "student") -> str:
         "declares no input size; pass train_dataset"
     )
 
+
 @functools.cache
 def zoo_model(name: str) -> nn.Module:
     """A CIFAR-100 zoo model, built once per session (building a method only probes it in eval mode)."""
