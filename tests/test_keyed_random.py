@@ -183,3 +183,19 @@ def test_the_cifar_training_transform_defaults_to_the_references_crop_and_seed_0
 
     crop = cifar_train_transform((0.5,) * 3, (0.25,) * 3).steps[0]
     assert (crop.padding, crop.seed) == (4, 0)
+
+
+def test_the_cifar_training_transform_is_the_keyed_crop_then_normalisation():
+    from hfkd.data.transforms import RandomCropFlip, cifar_train_transform
+
+    images = torch.randint(0, 256, (6, 3, 8, 8), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    index = torch.arange(6)
+    out = cifar_train_transform((0.5, 0.4, 0.3), (0.25, 0.2, 0.1), padding=2, seed=3)(images, index, epoch=2)
+    # by hand: the crop of seed 3, then (x / 255 - mean) / std per channel
+    cropped = RandomCropFlip(padding=2, seed=3)(images, index, epoch=2).to(torch.float64) / 255
+    mean = torch.tensor([0.5, 0.4, 0.3], dtype=torch.float64).view(1, 3, 1, 1)
+    std = torch.tensor([0.25, 0.2, 0.1], dtype=torch.float64).view(1, 3, 1, 1)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out.double(), (cropped - mean) / std, rtol=1e-6, atol=1e-6)
+    assert not torch.equal(RandomCropFlip(padding=2, seed=3)(images, index, epoch=2),
+                           RandomCropFlip(padding=2, seed=0)(images, index, epoch=2))  # the seed matters
