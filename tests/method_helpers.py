@@ -146,12 +146,22 @@ class HeadSwap(nn.Module):
         return ClassifierOutput(self.head(feats[-1]) * self.logit_scale, feats if return_features else None)
 
 
-def assert_needs_feature_maps(name: str, token_side: str, match: str) -> None:
-    """Building ``name`` with a TokenModel as ``token_side`` ("student" / "teacher") and resnet8 as the other fails."""
+# TokenModel's feats[1:-1]: two [4, 16] token sequences; feats[1] and feats[-2] one of them
+ONE_TOKEN_SEQUENCE, TWO_TOKEN_SEQUENCES = "[(4, 16)]", "[(4, 16), (4, 16)]"
+
+
+def assert_needs_feature_maps(name: str, token_side: str, features: str, shapes: str = ONE_TOKEN_SEQUENCE) -> None:
+    """Building ``name`` with a TokenModel as ``token_side`` ("student" / "teacher") and resnet8 as the other is
+    refused in one whole sentence that names the ``features`` it reads (e.g. "the hint feats[1]") and their
+    ``shapes``."""
     zoo = create_model("resnet8", num_classes=4)
     student, teacher = (TokenModel(), zoo) if token_side == "student" else (zoo, TokenModel())
-    with pytest.raises(IncompatibleSetupError, match=match):
+    with pytest.raises(IncompatibleSetupError) as err:
         make_method(name, student, teacher)
+    assert str(err.value) == (
+        f"{name} needs {features} of the {token_side} to be feature maps [C, H, W], but they have shapes {shapes}; "
+        f"use a convolutional {token_side} or a method that reads pooled features or logits (kd, crd, rkd, pkt, dist)"
+    )
 
 
 # ---- gradients ------------------------------------------------------------------------------------------------------

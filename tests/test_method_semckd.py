@@ -16,7 +16,7 @@ from hfkd.models import ClassifierOutput, create_model
 
 from tests.conftest import learnable_datasets
 from tests.method_helpers import (
-    TokenModel,
+    TWO_TOKEN_SEQUENCES,
     assert_falls,
     assert_gradients,
     assert_needs_feature_maps,
@@ -169,7 +169,6 @@ def test_gradients_reach_student_regressors_and_attention_mlps():
 
 
 def test_setup_errors():
-    assert_needs_feature_maps("semckd", "teacher", "feature maps")
     with pytest.raises(IncompatibleSetupError, match="at least 4"):
         make_method("semckd", create_model("resnet8", num_classes=4), create_model("resnet8", num_classes=4),
                     per_device_train_batch_size=2)
@@ -237,16 +236,7 @@ def test_build_uses_the_example_batch_for_a_student_without_input_size():
 
 @pytest.mark.parametrize("token_side", ["student", "teacher"])
 def test_token_features_are_refused_in_one_whole_sentence(token_side):
-    zoo = create_model("resnet8", num_classes=4)
-    student, teacher = (TokenModel(), zoo) if token_side == "student" else (zoo, TokenModel())
-    with pytest.raises(IncompatibleSetupError) as err:
-        make_method("semckd", student, teacher)
-    # TokenModel's feats[1:-1] are two [4, 16] token sequences
-    assert str(err.value) == (
-        f"semckd needs the stage outputs feats[1:-1] of the {token_side} to be feature maps [C, H, W], but they have "
-        f"shapes [(4, 16), (4, 16)]; use a convolutional {token_side} or a method that reads pooled features or "
-        f"logits (kd, crd, rkd, pkt, dist)"
-    )
+    assert_needs_feature_maps("semckd", token_side, "the stage outputs feats[1:-1]", TWO_TOKEN_SEQUENCES)
 
 
 class StemOnly(nn.Module):
