@@ -13,23 +13,24 @@ from .feature_lists import pooled
 
 
 def example_pixels(
-    student: nn.Module, example_batch: dict[str, Any] | None, method: str, role: str = "student"
+    model: nn.Module, example_batch: dict[str, Any] | None, method: str, role: str = "student"
 ) -> torch.Tensor:
-    """The images that size a method's modules: the example training batch, else zeros at the input size of
-    ``student`` (the model probed; ``role`` names it in the refusal: "student" or "teacher").
+    """The images that size a method's modules: the example training batch ``[B, 3, H, W]``, else zeros
+    ``[2, *input_size]`` at the input size ``model`` declares (``role`` names the model in the refusal: "student" or
+    "teacher").
 
     The fallback keeps an evaluation-only trainer (no training set, hence no example batch) buildable. Raises
     ``RecipeError`` when there is no batch and the model declares no input size either.
     """
     if example_batch is not None and example_batch.get("pixel_values") is not None:
         return example_batch["pixel_values"]
-    size = getattr(student, "input_size", None) or (getattr(student, "pretrained_cfg", None) or {}).get("input_size")
+    size = getattr(model, "input_size", None) or (getattr(model, "pretrained_cfg", None) or {}).get("input_size")
     if size is None:
         raise RecipeError(
             f"{method} sizes its modules from a training batch, but the trainer was given no train_dataset and the "
             f"{role} declares no input size; pass train_dataset"
         )
-    return torch.zeros(2, *size, device=next(student.parameters()).device)
+    return torch.zeros(2, *size, device=next(model.parameters()).device)
 
 
 @torch.no_grad()
